@@ -1,0 +1,87 @@
+"""Command-line plumbing shared by the launchers: strict flags and one-line errors.
+
+Beam's ``PipelineOptions`` silently discards flags it does not know (a typo such as
+``--window_sise_secs=30`` would run with the default), and argparse errors print Beam's whole
+usage text. Launchers here reject unknown flags and report every usage problem as one line on
+stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+__all__ = ['UsageError', 'configure_logging', 'main', 'parse_pipeline_args']
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """Bad flags or unusable input: reported as one line, exit status 2."""
+
+
+class _StrictParser(_BeamArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def parse_pipeline_args(argv: list[str]) -> PipelineOptions:
+    """Parses flags with every registered options class; unknown flags are an error.
+
+    Raises:
+        UsageError: for unknown flags or bad values.
+    """
+    parser = _StrictParser(allow_abbrev=False, add_help=False)
+    classes = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise UsageError('unrecognized arguments: ' + ' '.join(unknown))
+    return PipelineOptions(argv)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.WARNING,
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s',
+        datefmt='%H:%M:%S',
+    )
+    logging.getLogger('beam_pipelines').setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    """Runs a launcher's ``run(argv)`` and turns failures into one-line errors.
+
+    ``--help`` prints the launcher's own flags. Set ``BEAM_PIPELINES_DEBUG=1`` for tracebacks.
+    """
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get('BEAM_PIPELINES_DEBUG') == '1'
+    try:
+        return run(argv)
+    except UsageError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()
+        last = message[-1] if message else type(exc).__name__
+        print(
+            f'{prog}: error: pipeline failed: {type(exc).__name__}: {last}\n'
+            f'(set BEAM_PIPELINES_DEBUG=1 for the traceback)',
+            file=sys.stderr,
+        )
+        return EXIT_FAILED

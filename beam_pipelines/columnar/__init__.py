@@ -1,0 +1,1 @@
+"""Plain pyarrow/numpy algorithms with no Beam in them (unit-tested without a pipeline)."""

@@ -1,0 +1,77 @@
+"""The batch types that travel between the pipeline's stages.
+
+``RawBatch`` is what a reader yields (lines, records or an Arrow table, with their positions in
+the file); ``ParsedBatch`` is an Arrow table with one column per schema field (loosely typed
+until cleansing), the raw records kept aside to build dead letters, and the row errors found so
+far. Row indices stay stable until validation filters the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import NamedTuple
+
+import pyarrow as pa
+
+__all__ = [
+    'META_COLUMNS',
+    'POS',
+    'URI',
+    'ParsedBatch',
+    'RawBatch',
+    'RowErrors',
+]
+
+URI = '_uri'
+POS = '_pos'
+META_COLUMNS = (URI, POS)
+
+# row index -> field name -> (error category, message)
+RowErrors = dict[int, dict[str, tuple[str, str]]]
+
+
+class RawBatch(NamedTuple):
+    """A slice of one input file, as read.
+
+    Attributes:
+        uri: the file.
+        fmt: 'jsonl', 'csv', 'avro' or 'parquet'.
+        positions: per record, its byte offset (jsonl) or record index (other formats).
+        lines: raw lines (jsonl), or None.
+        records: decoded records (avro), or None.
+        table: decoded columns (csv, parquet), or None.
+        failures: records the reader could not decode: (error_type, message, payload, position).
+    """
+
+    uri: str
+    fmt: str
+    positions: Any
+    lines: list[bytes] | None = None
+    records: list[dict] | None = None
+    table: pa.Table | None = None
+    failures: tuple = ()
+
+    @property
+    def position_key(self) -> str:
+        return 'offset' if self.fmt == 'jsonl' else 'record'
+
+    def __len__(self) -> int:
+        n = len(self.positions)
+        return n + len(self.failures)
+
+
+class ParsedBatch(NamedTuple):
+    """Parsed rows of one raw batch.
+
+    Attributes:
+        table: one column per schema field, ``attributes`` and the meta columns.
+        raw: for building dead-letter payloads: a ``payload`` binary column (jsonl) or the raw
+            decoded columns (other formats), row-aligned with ``table``.
+        errors: row errors found by parsing and cleansing.
+        fmt: the input format (names the payload format and the position key).
+    """
+
+    table: pa.Table
+    raw: pa.Table
+    errors: RowErrors
+    fmt: str

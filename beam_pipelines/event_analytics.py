@@ -1,0 +1,309 @@
+"""The flagship pipeline: events in; clean events, windowed aggregates and dead letters out.
+
+Reads JSON Lines, CSV, Avro or Parquet files, parses, cleanses and validates them against a
+pydantic schema, drops duplicate ``event_id``s (first copy kept), aggregates per
+(``entity_id``, ``event_type``) in event-time windows, and writes under ``--output_dir``:
+``events/`` (Parquet), ``aggregates/`` (Parquet), ``dead_letter/`` (JSON Lines) and
+``run_summary.json``. Events travel as Arrow tables end to end (see ``beam_pipelines.columnar``).
+
+Run locally::
+
+    python -m beam_pipelines.event_analytics --input 'data/*.jsonl' --output_dir out
+
+On Dataflow (same flags plus the usual Google Cloud ones)::
+
+    python -m beam_pipelines.event_analytics --runner DataflowRunner \\
+        --project PROJECT --region REGION --temp_location gs://BUCKET/tmp \\
+        --input 'gs://BUCKET/events/*.jsonl' --output_dir gs://BUCKET/out
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from typing import Any
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines import cli
+from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
+from beam_pipelines.columnar.aggregate import WindowSpec
+from beam_pipelines.io.files import ReadEventFiles
+from beam_pipelines.io.files import infer_format
+from beam_pipelines.io.sinks import WriteDeadLetters
+from beam_pipelines.io.sinks import WriteRunSummary
+from beam_pipelines.io.sinks import WriteTablesToParquet
+from beam_pipelines.options import InputOptions
+from beam_pipelines.options import OutputOptions
+from beam_pipelines.options import TuningOptions
+from beam_pipelines.options import WindowOptions
+from beam_pipelines.schema import EventSchema
+from beam_pipelines.schema import SchemaError
+from beam_pipelines.schema import compile_schema
+from beam_pipelines.schema import load_model
+from beam_pipelines.transforms.aggregate import AggregateWindows
+from beam_pipelines.transforms.cleanse import CleanseEvents
+from beam_pipelines.transforms.counting import CountRows
+from beam_pipelines.transforms.dedup import DeduplicateEvents
+from beam_pipelines.transforms.parse import ParseEvents
+from beam_pipelines.transforms.validate import ValidateEvents
+
+__all__ = ['PIPELINE_NAME', 'Config', 'Outputs', 'build_pipeline', 'run']
+
+_LOGGER = logging.getLogger(__name__)
+
+PIPELINE_NAME = 'event_analytics'
+OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter')
+SUMMARY_FILE = 'run_summary.json'
+DEFAULT_SESSION_GAP_SECS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything the pipeline needs, checked once, from options."""
+
+    input: str
+    input_format: str | None
+    schema: EventSchema
+    window: WindowSpec
+    output_dir: str
+    batch_rows: int
+    num_shards: int
+    input_files: int = 0
+    input_bytes: int = 0
+
+    @classmethod
+    def from_options(cls, options, match_input: bool = True) -> Config:
+        """Builds and checks the configuration.
+
+        Raises:
+            cli.UsageError: with a one-line reason.
+        """
+        inp = options.view_as(InputOptions)
+        out = options.view_as(OutputOptions)
+        win = options.view_as(WindowOptions)
+        tune = options.view_as(TuningOptions)
+        if not inp.input:
+            raise cli.UsageError('--input is required (a file glob)')
+        try:
+            schema = compile_schema(load_model(inp.schema))
+        except SchemaError as exc:
+            raise cli.UsageError(str(exc)) from None
+        try:
+            window = WindowSpec(
+                kind=win.window_type,
+                size_secs=win.window_size_secs,
+                period_secs=(win.window_period_secs or win.window_size_secs / 2)
+                if win.window_type == 'sliding'
+                else win.window_period_secs,
+                gap_secs=(win.session_gap_secs or DEFAULT_SESSION_GAP_SECS)
+                if win.window_type == 'session'
+                else win.session_gap_secs,
+            )
+        except ValueError as exc:
+            raise cli.UsageError(str(exc)) from None
+        if tune.batch_rows < 1:
+            raise cli.UsageError(f'--batch_rows must be >= 1, got {tune.batch_rows}')
+        if tune.num_shards < 1:
+            raise cli.UsageError(f'--num_shards must be >= 1, got {tune.num_shards}')
+        files = total = 0
+        if match_input:
+            files, total = _match_input(inp.input, inp.input_format)
+        return cls(
+            input=inp.input,
+            input_format=inp.input_format,
+            schema=schema,
+            window=window,
+            output_dir=out.output_dir.rstrip('/') or '/',
+            batch_rows=tune.batch_rows,
+            num_shards=tune.num_shards,
+            input_files=files,
+            input_bytes=total,
+        )
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.output_dir, *parts)
+
+
+def _match_input(pattern: str, input_format: str | None) -> tuple[int, int]:
+    try:
+        matched = FileSystems.match([pattern])[0].metadata_list
+    except Exception as exc:
+        raise cli.UsageError(f'--input {pattern!r} cannot be read: {exc}') from None
+    files = [m for m in matched if m.size_in_bytes is not None]
+    if not files:
+        raise cli.UsageError(f'--input {pattern!r} matched no files')
+    if input_format is None:
+        unknown = [m.path for m in files if infer_format(m.path) is None]
+        if unknown:
+            raise cli.UsageError(
+                f'cannot tell the format of {unknown[0]} from its extension: pass --input_format'
+            )
+    for m in files:
+        try:
+            FileSystems.open(m.path).close()
+        except Exception as exc:
+            raise cli.UsageError(f'cannot read {m.path}: {exc}') from None
+    return len(files), sum(m.size_in_bytes for m in files)
+
+
+class Outputs(NamedTuple):
+    """What :func:`build_pipeline` produces (before the sinks)."""
+
+    events: beam.PCollection
+    aggregates: beam.PCollection
+    dead_letter: beam.PCollection
+    counts: dict[str, beam.PCollection]
+
+
+def _parsed_rows(batch) -> int:
+    return batch.table.num_rows
+
+
+def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
+    """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
+    schema = config.schema
+    raw = p | 'ReadFiles' >> ReadEventFiles(
+        config.input,
+        config.input_format,
+        batch_rows=config.batch_rows,
+        total_bytes=config.input_bytes or None,
+    )
+    parsed = raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
+    validated = (
+        parsed.batches
+        | 'Cleanse' >> CleanseEvents(schema)
+        | 'Validate' >> ValidateEvents(schema, PIPELINE_NAME)
+    )
+    deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(config.num_shards)
+    events = deduplicated.events
+    aggregates = events | 'Aggregate' >> AggregateWindows(config.window, config.num_shards)
+    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
+    read_parts = (
+        parsed.batches | 'CountParsed' >> CountRows(_parsed_rows),
+        parsed.dead_letter | 'CountParseFailures' >> beam.combiners.Count.Globally(),
+    )
+    counts = {
+        'read': read_parts | 'ReadParts' >> beam.Flatten() | 'SumRead' >> beam.CombineGlobally(sum),
+        'valid': events | 'CountValid' >> CountRows(),
+        'dead_letter': dead_letter | 'CountDeadLetters' >> beam.combiners.Count.Globally(),
+        'duplicates': deduplicated.duplicates | 'SumDuplicates' >> beam.CombineGlobally(sum),
+        'aggregates': aggregates | 'CountAggregates' >> CountRows(),
+    }
+    if write:
+        _ = events | 'WriteEvents' >> WriteTablesToParquet(
+            config.path('events', 'part'), schema.event_arrow_schema()
+        )
+        _ = aggregates | 'WriteAggregates' >> WriteTablesToParquet(
+            config.path('aggregates', 'part'), AGGREGATE_SCHEMA
+        )
+        _ = dead_letter | 'WriteDeadLetters' >> WriteDeadLetters(config.path('dead_letter', 'part'))
+        _ = counts | 'WriteRunSummary' >> WriteRunSummary(
+            config.path(SUMMARY_FILE), _summary_context(config)
+        )
+    return Outputs(events, aggregates, dead_letter, counts)
+
+
+def _summary_context(config: Config) -> dict[str, Any]:
+    return {
+        'pipeline': PIPELINE_NAME,
+        'started_at': dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'input': config.input,
+        'input_files': config.input_files,
+        'input_bytes': config.input_bytes,
+        'schema': config.schema.name,
+        'row_level_validation': list(config.schema.row_level_reasons),
+        'options': {
+            'input_format': config.input_format,
+            'window': dataclasses.asdict(config.window),
+            'output_dir': config.output_dir,
+            'batch_rows': config.batch_rows,
+            'num_shards': config.num_shards,
+        },
+        'outputs': {
+            'events': config.path('events') + '/',
+            'aggregates': config.path('aggregates') + '/',
+            'dead_letter': config.path('dead_letter') + '/',
+            'summary': config.path(SUMMARY_FILE),
+        },
+    }
+
+
+def clear_outputs(config: Config) -> None:
+    """Deletes this pipeline's previous outputs (only its own sub-paths) so reruns are clean."""
+    patterns = [config.path(part, '*') for part in OUTPUT_PARTS] + [config.path(SUMMARY_FILE)]
+    stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if stale:
+        _LOGGER.info('removing %d files of a previous run under %s', len(stale), config.output_dir)
+        FileSystems.delete(stale)
+
+
+def read_summary(config: Config) -> dict[str, Any] | None:
+    try:
+        with FileSystems.open(config.path(SUMMARY_FILE)) as f:
+            return json.loads(f.read())
+    except Exception:
+        return None
+
+
+def format_summary(summary: dict[str, Any], seconds: float) -> str:
+    c = summary['counts']
+    read = c.get('read', 0)
+    rate = read / seconds if seconds > 0 else 0.0
+    identity = (
+        'read = valid + dead_letter + duplicates: holds'
+        if summary['balanced']
+        else f'read = valid + dead_letter + duplicates: BROKEN by {summary["unaccounted"]}'
+    )
+    window = summary['options']['window']
+    return '\n'.join(
+        [
+            f'{PIPELINE_NAME}: read {read:,} records from {summary["input_files"]} file(s) '
+            f'in {seconds:.1f} s ({rate:,.0f} records/s)',
+            f'  valid {c.get("valid", 0):,}   dead_letter {c.get("dead_letter", 0):,}   '
+            f'duplicates {c.get("duplicates", 0):,}   ({identity})',
+            f'  aggregates {c.get("aggregates", 0):,} rows ({window["kind"]} windows)',
+            f'  outputs: {summary["outputs"]["events"]}  {summary["outputs"]["aggregates"]}  '
+            f'{summary["outputs"]["dead_letter"]}  {summary["outputs"]["summary"]}',
+        ]
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parses flags, runs the pipeline, prints its summary; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = cli.parse_pipeline_args(argv)
+    config = Config.from_options(options)
+    clear_outputs(config)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config)
+    pipeline.run().wait_until_finish()
+    seconds = time.monotonic() - started
+    summary = read_summary(config)
+    if summary is None:
+        print(
+            f'{PIPELINE_NAME}: finished in {seconds:.1f} s; no summary at '
+            f'{config.path(SUMMARY_FILE)}',
+            file=sys.stderr,
+        )
+        return cli.EXIT_FAILED
+    print(format_summary(summary, seconds))
+    if not summary['balanced']:
+        print(
+            f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',
+            file=sys.stderr,
+        )
+        return 3
+    return 0
+
+
+if __name__ == '__main__':
+    cli.configure_logging()
+    sys.exit(cli.main(PIPELINE_NAME, run))

@@ -1,0 +1,1 @@
+"""Sources and sinks: files now; PostgreSQL, Redis and streams build on the same shapes."""

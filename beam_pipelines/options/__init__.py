@@ -1,0 +1,8 @@
+"""``PipelineOptions`` subclasses, one per concern; each only overrides ``_add_argparse_args``."""
+
+from beam_pipelines.options.input import InputOptions
+from beam_pipelines.options.output import OutputOptions
+from beam_pipelines.options.tuning import TuningOptions
+from beam_pipelines.options.windowing import WindowOptions
+
+__all__ = ['InputOptions', 'OutputOptions', 'TuningOptions', 'WindowOptions']

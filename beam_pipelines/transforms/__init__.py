@@ -1,0 +1,1 @@
+"""Composite PTransforms of the event pipelines (parse, cleanse, validate, dedup, aggregate)."""

@@ -1,0 +1,5 @@
+"""Output tags shared by the transforms."""
+
+VALID = 'valid'
+DEAD_LETTER = 'dead_letter'
+DUPLICATES = 'duplicates'

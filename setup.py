@@ -1,0 +1,34 @@
+"""Packaging for beam_pipelines: one import package, Beam pinned to 2.77.x."""
+
+import setuptools
+
+REQUIRED = [
+    'apache-beam[gcp,aws]>=2.77.0,<2.78.0',
+    'fastavro>=1.9,<2',
+    'numpy>=1.26,<3',
+    'orjson>=3.9,<4',
+    'prometheus-client>=0.20,<1',
+    'psycopg2-binary>=2.9,<3',
+    'pyarrow>=14,<26',
+    'pydantic>=2.5,<3',
+    'redis>=5,<9',
+    'scipy>=1.11,<2',
+]
+
+TEST = [
+    'hypothesis>=6.100,<7',
+    'pytest>=8,<10',
+    'pytest-xdist>=3.5,<4',
+    'ruff>=0.6,<1',
+]
+
+setuptools.setup(
+    name='beam_pipelines',
+    version='0.1.0',
+    description='Unified batch and streaming event pipelines on Apache Beam, Arrow-first.',
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(include=['beam_pipelines', 'beam_pipelines.*']),
+    package_data={'beam_pipelines': ['sample_data/*']},
+    install_requires=REQUIRED,
+    extras_require={'test': TEST},
+)
