@@ -9,12 +9,14 @@ values do not share a type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
 from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from beam_pipelines.columnar.batch import POS
 from beam_pipelines.columnar.batch import URI
@@ -30,6 +32,7 @@ from beam_pipelines.schema import FieldSpec
 __all__ = ['PAYLOAD', 'parse_raw_batch', 'type_name']
 
 PAYLOAD = 'payload'
+_CHUNK = 1024
 TYPE_ERROR = 'type_error'
 
 
@@ -44,7 +47,32 @@ def type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pauses the cyclic garbage collector while a batch's records are built.
+
+    Decoding 50k JSON objects allocates hundreds of thousands of containers, which triggers
+    many collections that can find nothing (decoded JSON holds no reference cycles); measured
+    here, pausing saves about a fifth of the decode time. Reference counting still frees memory.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_raw_batch(
+    batch: RawBatch, schema: EventSchema, pipeline: str
+) -> tuple[ParsedBatch | None, list[dict]]:
+    """Parses one raw batch (with the garbage collector paused, see ``_gc_paused``)."""
+    with _gc_paused():
+        return _parse_raw_batch(batch, schema, pipeline)
+
+
+def _parse_raw_batch(
     batch: RawBatch, schema: EventSchema, pipeline: str
 ) -> tuple[ParsedBatch | None, list[dict]]:
     """Parses one raw batch.
@@ -70,23 +98,18 @@ def parse_raw_batch(
         for error_type, message, payload, position in batch.failures
     ]
     if batch.lines is not None:
-        records, positions, payloads, failed = _decode_json_lines(batch.lines, batch.positions)
-        dead.extend(
-            make_dead_letter(
-                stage=Stage.PARSE,
-                error_type=error_type,
-                error_message=message,
-                payload=line,
-                source={'uri': batch.uri, 'offset': offset},
-                pipeline=pipeline,
-                payload_format='json',
-            )
-            for error_type, message, line, offset in failed
-        )
-        if not records:
+        columns, attributes, bad = _decode_json_lines(batch.lines, schema)
+        positions, payloads = batch.positions, batch.lines
+        if bad:
+            dead.extend(_json_failures(batch, bad, pipeline))
+            skip = set(bad)
+            keep = [i for i in range(len(payloads)) if i not in skip]
+            positions = [positions[i] for i in keep]
+            payloads = [payloads[i] for i in keep]
+        if not payloads:
             return None, dead
         raw = pa.table({PAYLOAD: pa.array(payloads, type=pa.binary())})
-        table, errors = records_to_table(records, schema)
+        table, errors = _build_table(columns, attributes, schema)
     elif batch.records is not None:
         if not batch.records:
             return None, dead
@@ -112,33 +135,84 @@ def parse_raw_batch(
     return ParsedBatch(table=table, raw=raw, errors=errors, fmt=batch.fmt), dead
 
 
-def _decode_json_lines(lines: list[bytes], offsets: Sequence[int]):
+def _decode_json_lines(lines: list[bytes], schema: EventSchema):
+    """Decodes lines and gathers each schema field's values, ``_CHUNK`` lines at a time.
+
+    Gathering a chunk's fields right after decoding it keeps its dicts in the CPU cache: on
+    50k-row batches, one pass per field over all dicts cost ~1.5x more (measured here).
+
+    Returns:
+        ``(columns, attributes, bad)``: a value list per field, the extra-field JSON per row
+        (or None when the schema ignores extras), and the indices of lines that are not JSON
+        objects.
+    """
     loads = orjson.loads
-    try:
-        records = [loads(line) for line in lines]
-        if all(type(r) is dict for r in records):
-            return records, offsets, lines, []
-    except orjson.JSONDecodeError:
-        pass
-    # Slow path: at least one line is not a JSON object; sort them out one by one.
-    records, positions, payloads, failed = [], [], [], []
-    for line, offset in zip(lines, offsets):
+    decode_error = orjson.JSONDecodeError
+    dict_type = dict
+    names = schema.field_names
+    known = frozenset(names)
+    columns: list[list] = [[] for _ in names]
+    attributes: list | None = [] if schema.extra != 'ignore' else None
+    bad: list[int] = []
+    for start in range(0, len(lines), _CHUNK):
+        records: list = []
+        append = records.append
+        for line in lines[start : start + _CHUNK]:
+            try:
+                append(loads(line))
+            except decode_error:
+                append(None)
+        if not all(type(r) is dict_type for r in records):
+            bad.extend(start + i for i, r in enumerate(records) if type(r) is not dict_type)
+            records = [r for r in records if type(r) is dict_type]
+        _gather(records, names, known, columns, attributes)
+    return columns, attributes, bad
+
+
+def _gather(records, names, known, columns, attributes) -> None:
+    for column, name in zip(columns, names):
+        column.extend([r.get(name) for r in records])
+    if attributes is not None:
+        attributes.extend(_extra_fields(records, known))
+
+
+def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
+    """Fields outside the schema, as one JSON object per row (None when there are none)."""
+    dumps = orjson.dumps
+    n_known = len(known)
+    return [
+        None
+        if len(r) <= n_known and r.keys() <= known
+        else (dumps({k: r[k] for k in extra}, default=str) if (extra := r.keys() - known) else None)
+        for r in records
+    ]
+
+
+def _json_failures(batch: RawBatch, bad: list[int], pipeline: str) -> list[dict]:
+    out = []
+    for i in bad:
+        line = batch.lines[i]
         try:
-            record = loads(line)
+            record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             if not line.strip():
                 continue  # a blank line is not a record
-            failed.append((_decode_error_type(line), str(exc), line, offset))
-            continue
-        if type(record) is not dict:
-            failed.append(
-                ('not_an_object', f'expected a JSON object, got {type_name(record)}', line, offset)
+            error_type, message = _decode_error_type(line), str(exc)
+        else:
+            error_type = 'not_an_object'
+            message = f'expected a JSON object, got {type_name(record)}'
+        out.append(
+            make_dead_letter(
+                stage=Stage.PARSE,
+                error_type=error_type,
+                error_message=message,
+                payload=line,
+                source={'uri': batch.uri, 'offset': batch.positions[i]},
+                pipeline=pipeline,
+                payload_format='json',
             )
-            continue
-        records.append(record)
-        positions.append(offset)
-        payloads.append(line)
-    return records, positions, payloads, failed
+        )
+    return out
 
 
 def _decode_error_type(line: bytes) -> str:
@@ -151,24 +225,23 @@ def _decode_error_type(line: bytes) -> str:
 
 def records_to_table(records: list[dict], schema: EventSchema) -> tuple[pa.Table, RowErrors]:
     """Builds loosely typed columns from decoded records (JSON objects, Avro records)."""
+    names = schema.field_names
+    known = frozenset(names)
+    columns: list[list] = [[] for _ in names]
+    attributes: list | None = [] if schema.extra != 'ignore' else None
+    for start in range(0, len(records), _CHUNK):
+        _gather(records[start : start + _CHUNK], names, known, columns, attributes)
+    return _build_table(columns, attributes, schema)
+
+
+def _build_table(columns: list[list], attributes: list | None, schema: EventSchema):
     errors: RowErrors = {}
-    columns = {}
-    for spec in schema.fields:
-        name = spec.name
-        columns[name] = _column([r.get(name) for r in records], spec, errors)
-    if schema.extra != 'ignore':
-        known = frozenset(schema.field_names)
-        dumps = orjson.dumps
-        columns[ATTRIBUTES] = pa.array(
-            [
-                None
-                if r.keys() <= known
-                else dumps({k: v for k, v in r.items() if k not in known}, default=str)
-                for r in records
-            ],
-            type=pa.binary(),
-        ).cast(pa.string())
-    return pa.table(columns), errors
+    arrays = {
+        spec.name: _column(values, spec, errors) for spec, values in zip(schema.fields, columns)
+    }
+    if attributes is not None:
+        arrays[ATTRIBUTES] = pa.array(attributes, type=pa.binary()).cast(pa.string())
+    return pa.table(arrays), errors
 
 
 def _column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
@@ -196,7 +269,29 @@ def _column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
 
 
 def _mixed_column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
-    """Per-element fallback: scalars become text (cleansing converts them), others errors."""
+    """A column whose values do not share a JSON type: scalars become text (cleansing converts
+    them back), anything else is a type error."""
+    if spec.kind in ('int', 'float', 'timestamp'):
+        # The usual mix, strings and numbers (a timestamp as RFC 3339 here, epoch there), is
+        # split into two typed arrays in bulk and merged, with no per-element formatting.
+        str_type = str
+        is_text = [type(v) is str_type for v in values]
+        try:
+            numbers = pa.array([None if t else v for v, t in zip(values, is_text)])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            numbers = None
+        if numbers is not None and (
+            pa.types.is_integer(numbers.type)
+            or pa.types.is_floating(numbers.type)
+            or pa.types.is_null(numbers.type)
+        ):
+            text = pa.array([v if t else None for v, t in zip(values, is_text)], pa.string())
+            return pc.if_else(pa.array(is_text), text, numbers.cast(pa.string()))
+    return _mixed_column_slow(values, spec, errors)
+
+
+def _mixed_column_slow(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
+    """Per-element fallback for columns holding booleans, arrays or objects."""
     out: list[str | None] = []
     numeric_ok = spec.kind in ('int', 'float', 'timestamp')
     for i, value in enumerate(values):

@@ -45,9 +45,14 @@ MSG_FORMAT = 'timestamp: not RFC 3339 with Z or an offset, epoch seconds or epoc
 MSG_RANGE = 'timestamp: outside [1970-01-01, 2100-01-01)'
 
 
+_EPOCH_LIMIT = 1e15  # far outside the valid range (ms in the year 33658), safe to scale to int64
+
+
 def _epoch_to_us(x: float) -> int | None:
     if not math.isfinite(x):
         return None
+    if abs(x) >= _EPOCH_LIMIT:
+        return MAX_TIMESTAMP_US  # out of range, reported as such
     if abs(x) > EPOCH_MS_THRESHOLD:
         return round(x * 1_000)
     return round(x * 1_000_000)
@@ -152,10 +157,13 @@ def _numeric_to_us(nums: pa.Array, where: np.ndarray, us: np.ndarray, ok: np.nda
     x = np.asarray(nums.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
     finite = np.isfinite(x) & where
     # Bound before scaling so that huge values cannot overflow int64.
-    finite &= np.abs(x) < 1e17
+    huge = finite & (np.abs(x) >= _EPOCH_LIMIT)
+    finite &= ~huge
+    x = np.where(finite, x, 0.0)
     scaled = np.where(np.abs(x) > EPOCH_MS_THRESHOLD, x * 1_000.0, x * 1_000_000.0)
     us[finite] = np.round(scaled[finite]).astype(np.int64)
-    ok[finite] = True
+    us[huge] = MAX_TIMESTAMP_US  # out of range, reported as such
+    ok[finite | huge] = True
 
 
 def _rfc3339_array_to_us(text: pa.Array, where: np.ndarray, us: np.ndarray, ok: np.ndarray):

@@ -91,7 +91,7 @@ class ReadEventFiles(beam.PTransform):
         file_pattern: str,
         input_format: str | None = None,
         batch_rows: int = 50_000,
-        range_bytes: int = 64 << 20,
+        range_bytes: int = 16 << 20,
         total_bytes: int | None = None,
     ):
         super().__init__()

@@ -14,6 +14,7 @@ from apache_beam.io import textio
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.dead_letter import to_json_line
+from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
 
 __all__ = ['WriteDeadLetters', 'WriteRunSummary', 'WriteTablesToParquet', 'balance']
 
@@ -36,7 +37,7 @@ class WriteTablesToParquet(beam.PTransform):
     def expand(self, tables):
         return (
             tables
-            | 'ConformToSchema' >> beam.Map(_conform, self._schema)
+            | 'ConformToSchema' >> beam.Map(_conform, self._schema).with_output_types(pa.Table)
             | 'WriteParquet'
             >> parquetio.WriteToParquetBatched(
                 self._prefix, schema=self._schema, codec=self._codec, file_name_suffix='.parquet'

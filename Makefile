@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SAMPLE := data/sample/events.jsonl
+SAMPLE_EVENTS ?= 200000
+BENCH_EVENTS ?= 1000000
+PYTEST_WORKERS ?= 2
+
+.PHONY: install run test lint format bench sample clean
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(SAMPLE): | $(STAMP)
+	$(BIN)/python -m beam_pipelines.generate_events --events $(SAMPLE_EVENTS) --seed 7 --output $(SAMPLE)
+
+sample: $(SAMPLE)
+
+run: $(STAMP) $(SAMPLE)
+	$(BIN)/python -m beam_pipelines.event_analytics --runner=DirectRunner \
+		--input '$(SAMPLE)' --output_dir out
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench --events $(BENCH_EVENTS)
+
+clean:
+	rm -rf out data bench_out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,66 @@
+"""Shared fixtures: the default schema, raw batches built from lines, table helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from beam_pipelines.columnar.batch import RawBatch
+from beam_pipelines.columnar.cleanse import cleanse_table
+from beam_pipelines.columnar.parse import parse_raw_batch
+from beam_pipelines.columnar.timestamps import TIMESTAMP_TYPE
+from beam_pipelines.columnar.validate import split_valid
+from beam_pipelines.schema import Event
+from beam_pipelines.schema import compile_schema
+
+UTC = dt.UTC
+
+
+@pytest.fixture(scope='session')
+def schema():
+    return compile_schema(Event)
+
+
+def raw_lines(lines: list, uri: str = 'mem://events.jsonl') -> RawBatch:
+    """A JSON Lines raw batch; dict items are encoded, bytes/str items kept as they are."""
+    encoded = [
+        orjson.dumps(x) if isinstance(x, dict) else x.encode() if isinstance(x, str) else x
+        for x in lines
+    ]
+    offsets, pos = [], 0
+    for line in encoded:
+        offsets.append(pos)
+        pos += len(line) + 1
+    return RawBatch(uri, 'jsonl', offsets, lines=encoded)
+
+
+def run_columnar(lines: list, schema) -> tuple[pa.Table | None, list[dict]]:
+    """Parse, cleanse and validate one batch without Beam: (valid table, dead letters)."""
+    parsed, dead = parse_raw_batch(raw_lines(lines), schema, 'test')
+    if parsed is None:
+        return None, dead
+    parsed = parsed._replace(table=cleanse_table(parsed.table, schema, parsed.errors))
+    valid, invalid = split_valid(parsed, schema, 'test')
+    return valid, dead + invalid
+
+
+def events_table(rows: list[tuple]) -> pa.Table:
+    """Clean events from (entity_id, event_type, epoch seconds, value) tuples."""
+    return pa.table(
+        {
+            'event_id': [f'e{i}' for i in range(len(rows))],
+            'entity_id': [r[0] for r in rows],
+            'event_type': [r[1] for r in rows],
+            'timestamp': pa.array([round(r[2] * 1e6) for r in rows], pa.int64()).cast(
+                TIMESTAMP_TYPE
+            ),
+            'value': pa.array([r[3] for r in rows], pa.float64()),
+        }
+    )
+
+
+def ts(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, UTC)
