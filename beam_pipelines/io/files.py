@@ -265,6 +265,9 @@ def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
                 parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.binary() for name in names},
+                    # Only an empty cell is missing: Arrow's default null markers ('n/a',
+                    # 'NULL', 'nan', ...) would silently turn real values into nulls.
+                    null_values=[''],
                     strings_can_be_null=True,
                 ),
             )
