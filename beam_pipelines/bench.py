@@ -1,0 +1,161 @@
+"""``make bench``: events/s of the flagship against a per-element Beam pipeline, same input.
+
+Generates N realistic (dirty) events once, as JSON Lines, then runs as separate processes, each
+timed end to end (start-up included) with its peak RSS:
+
+* the flagship on the DirectRunner, one worker;
+* the flagship with ``--direct_num_workers=2`` (multi-processing);
+* the per-element baseline (``beam_pipelines.baselines.per_element``) with hand-written checks,
+  and with the pydantic model per record. Ratios are to the faster (hand-written) one.
+
+Prints a table and writes ``bench_out/results.json``. A command, not a test: figures vary
+with the machine; the ratios are the point.
+
+    python -m beam_pipelines.bench --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+__all__ = ['main']
+
+
+def _run(name: str, argv: list[str], events: int) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f'bench: {name} failed ({proc.returncode}):\n{stderr[-2000:]}')
+    return {
+        'name': name,
+        'events': events,
+        'seconds': round(seconds, 3),
+        'events_per_sec': round(events / seconds),
+        'peak_rss_mb': round(usage.ru_maxrss / 1024),
+        'stdout_tail': stdout.strip().splitlines()[-4:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='bench', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--events', type=int, default=1_000_000)
+    parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--work_dir', default='bench_out')
+    parser.add_argument(
+        '--baseline_events',
+        type=int,
+        default=None,
+        help='Run the (slow) per-element baseline on the first N events only '
+        '(default: all). Its events/s is then measured on that subset.',
+    )
+    args = parser.parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
+    data = os.path.join(args.work_dir, f'events-{args.events}-{args.seed}.jsonl')
+    if not os.path.exists(data):
+        subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'beam_pipelines.generate_events',
+                '--events',
+                str(args.events),
+                '--seed',
+                str(args.seed),
+                '--entities',
+                '10000',
+                '--output',
+                data,
+            ],
+            check=True,
+        )
+    with open(data, 'rb') as f:
+        lines = sum(1 for line in f if line.strip())
+    base_data, base_lines = data, lines
+    if args.baseline_events and args.baseline_events < lines:
+        base_data = os.path.join(args.work_dir, f'baseline-{args.baseline_events}.jsonl')
+        with open(data, 'rb') as src, open(base_data, 'wb') as dst:
+            for i, line in enumerate(src):
+                if i >= args.baseline_events:
+                    break
+                dst.write(line)
+        base_lines = args.baseline_events
+    out = os.path.join(args.work_dir, 'out')
+    flagship = ['-m', 'beam_pipelines.event_analytics', '--input', data]
+    results = [
+        _run('flagship, 1 worker', [*flagship, '--output_dir', f'{out}/w1'], lines),
+        _run(
+            'flagship, 2 workers',
+            [
+                *flagship,
+                '--output_dir',
+                f'{out}/w2',
+                '--direct_num_workers=2',
+                '--direct_running_mode=multi_processing',
+            ],
+            lines,
+        ),
+        _run(
+            'per-element, light checks',
+            [
+                '-m',
+                'beam_pipelines.baselines.per_element',
+                '--input',
+                base_data,
+                '--output_dir',
+                f'{out}/light',
+                '--validation',
+                'light',
+            ],
+            base_lines,
+        ),
+        _run(
+            'per-element, pydantic',
+            [
+                '-m',
+                'beam_pipelines.baselines.per_element',
+                '--input',
+                base_data,
+                '--output_dir',
+                f'{out}/pydantic',
+            ],
+            base_lines,
+        ),
+    ]
+    baseline = results[2]['events_per_sec']  # the faster (light) baseline: the fair ratio
+    for r in results:
+        r['x_baseline'] = round(r['events_per_sec'] / baseline, 1)
+    report = {
+        'events': lines,
+        'cpus': os.cpu_count(),
+        'results': results,
+        'max_child_rss_mb': round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+    }
+    with open(os.path.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    print(
+        f'\n{"pipeline":<28} {"events":>10} {"seconds":>8} {"events/s":>10} '
+        f'{"x baseline":>10} {"peak RSS MB":>12}'
+    )
+    for r in results:
+        print(
+            f'{r["name"]:<28} {r["events"]:>10,} {r["seconds"]:>8.1f} '
+            f'{r["events_per_sec"]:>10,} {r["x_baseline"]:>10.1f} {r["peak_rss_mb"]:>12,}'
+        )
+    print(f'\nresults: {os.path.join(args.work_dir, "results.json")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
