@@ -33,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import cli
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
+from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.io.files import ReadEventFiles
 from beam_pipelines.io.files import infer_format
@@ -49,7 +50,9 @@ from beam_pipelines.schema import compile_schema
 from beam_pipelines.schema import load_model
 from beam_pipelines.transforms.aggregate import AggregateWindows
 from beam_pipelines.transforms.cleanse import CleanseEvents
-from beam_pipelines.transforms.counting import CountRows
+from beam_pipelines.transforms.counting import CountAs
+from beam_pipelines.transforms.counting import SumCounts
+from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.validate import ValidateEvents
@@ -61,6 +64,7 @@ _LOGGER = logging.getLogger(__name__)
 PIPELINE_NAME = 'event_analytics'
 OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter')
 SUMMARY_FILE = 'run_summary.json'
+COUNTS = ('read', 'valid', 'dead_letter', 'duplicates', 'aggregates')
 DEFAULT_SESSION_GAP_SECS = 300.0
 
 
@@ -159,7 +163,7 @@ class Outputs(NamedTuple):
     events: beam.PCollection
     aggregates: beam.PCollection
     dead_letter: beam.PCollection
-    counts: dict[str, beam.PCollection]
+    counts: beam.PCollection  # one dict: {name: total} for every name in COUNTS
 
 
 def _parsed_rows(batch) -> int:
@@ -181,21 +185,28 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         | 'Cleanse' >> CleanseEvents(schema)
         | 'Validate' >> ValidateEvents(schema, PIPELINE_NAME)
     )
-    deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(config.num_shards)
-    events = deduplicated.events
-    aggregates = events | 'Aggregate' >> AggregateWindows(config.window, config.num_shards)
-    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
-    read_parts = (
-        parsed.batches | 'CountParsed' >> CountRows(_parsed_rows),
-        parsed.dead_letter | 'CountParseFailures' >> beam.combiners.Count.Globally(),
+    # One shuffle serves both steps: sharding by the aggregation key brings every copy of an
+    # event (an exact retransmission has the same key) and every event of a key together.
+    deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(
+        config.num_shards, shard_by=KEY_COLUMNS
     )
-    counts = {
-        'read': read_parts | 'ReadParts' >> beam.Flatten() | 'SumRead' >> beam.CombineGlobally(sum),
-        'valid': events | 'CountValid' >> CountRows(),
-        'dead_letter': dead_letter | 'CountDeadLetters' >> beam.combiners.Count.Globally(),
-        'duplicates': deduplicated.duplicates | 'SumDuplicates' >> beam.CombineGlobally(sum),
-        'aggregates': aggregates | 'CountAggregates' >> CountRows(),
-    }
+    events = deduplicated.events
+    aggregates = events | 'Aggregate' >> AggregateWindows(
+        config.window, config.num_shards, complete_keys=True
+    )
+    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
+    counts = (
+        [
+            parsed.batches | 'CountParsed' >> CountAs('read', _parsed_rows),
+            parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
+            events | 'CountValid' >> CountAs('valid'),
+            dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
+            deduplicated.duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
+            aggregates | 'CountAggregates' >> CountAs('aggregates'),
+        ]
+        | 'FlattenCounts' >> beam.Flatten()
+        | 'SumCounts' >> SumCounts(COUNTS)
+    )
     if write:
         _ = events | 'WriteEvents' >> WriteTablesToParquet(
             config.path('events', 'part'), schema.event_arrow_schema()

@@ -29,12 +29,14 @@ def deduplicate(tables: list[pa.Table], key: str = 'event_id') -> tuple[pa.Table
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return None, 0
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
     n = table.num_rows
     if n < 2:
         return table, 0
     order = pc.sort_indices(
-        table.select([key, URI, POS]),
+        pa.table(
+            {key: table.column(key), URI: _uri_rank(table.column(URI)), POS: table.column(POS)}
+        ),
         sort_keys=[(key, 'ascending'), (URI, 'ascending'), (POS, 'ascending')],
     )
     ids = table.column(key).take(order).combine_chunks()
@@ -50,3 +52,16 @@ def deduplicate(tables: list[pa.Table], key: str = 'event_id') -> tuple[pa.Table
         return table, 0
     keep = np.sort(np.asarray(order.to_numpy(zero_copy_only=False))[first])
     return table.take(pa.array(keep)), duplicates
+
+
+def _uri_rank(uris: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each row's file URI as its rank among the URIs, so files sort by name."""
+    if isinstance(uris, pa.ChunkedArray):
+        uris = uris.combine_chunks()
+    if not pa.types.is_dictionary(uris.type):
+        uris = pc.dictionary_encode(uris)
+    names = uris.dictionary.to_pylist()
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind='stable')] = np.arange(len(names))
+    indices = np.asarray(uris.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return pa.array(rank[indices])

@@ -191,7 +191,9 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
     take = pa.array(rows)
     meta = batch.table.select([URI, POS]).take(take).to_pylist()
     event_times = batch.table.column('timestamp').take(take).to_pylist()
-    if PAYLOAD in batch.raw.column_names:
+    if isinstance(batch.raw, list):
+        payloads = [batch.raw[int(i)] for i in rows]
+    elif PAYLOAD in batch.raw.column_names:
         payloads = batch.raw.column(PAYLOAD).take(take).to_pylist()
     else:
         payloads = [orjson.dumps(r, default=str) for r in batch.raw.take(take).to_pylist()]

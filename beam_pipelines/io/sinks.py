@@ -72,7 +72,7 @@ def balance(counts: dict[str, int]) -> int:
 
 
 class WriteRunSummary(beam.PTransform):
-    """Writes ``run_summary.json`` from named single-int PCollections, inside the pipeline.
+    """Writes ``run_summary.json`` from the pipeline's counts, inside the pipeline.
 
     Counting in the pipeline, from the data itself, makes the summary exact on every runner
     (metrics may be attempted rather than committed values) and written even when the launcher
@@ -88,17 +88,8 @@ class WriteRunSummary(beam.PTransform):
         self._path = path
         self._context = context
 
-    def expand(self, counts: dict[str, beam.PCollection]):
-        tagged = [
-            pcoll | f'Tag[{name}]' >> beam.Map(lambda n, key=name: (key, n))
-            for name, pcoll in sorted(counts.items())
-        ]
-        return (
-            tagged
-            | 'FlattenCounts' >> beam.Flatten()
-            | 'CollectCounts' >> beam.combiners.ToDict()
-            | 'WriteSummary' >> beam.Map(_write_summary, self._path, self._context)
-        )
+    def expand(self, counts):
+        return counts | 'WriteSummary' >> beam.Map(_write_summary, self._path, self._context)
 
 
 def _write_summary(counts: dict[str, int], path: str, context: dict[str, Any]) -> dict:

@@ -29,16 +29,24 @@ class AggregateWindows(beam.PTransform):
     Args:
         window: which windows to aggregate in.
         num_shards: how many shards the partials are merged in.
+        complete_keys: each input table already holds every event of the keys in it (as
+            ``DeduplicateEvents(shard_by=KEY_COLUMNS)`` produces): aggregates are then final
+            per table and no shuffle is needed.
     """
 
-    def __init__(self, window: WindowSpec, num_shards: int = 16):
+    def __init__(self, window: WindowSpec, num_shards: int = 16, complete_keys: bool = False):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f'num_shards must be >= 1, got {num_shards}')
         self._window = window
         self._num_shards = num_shards
+        self._complete_keys = complete_keys
 
     def expand(self, tables):
+        if self._complete_keys:
+            return tables | 'AggregateCompleteKeys' >> beam.Map(
+                _aggregate_complete, self._window
+            ).with_output_types(pa.Table)
         return (
             tables
             | 'ComputePartials' >> beam.Map(aggregate.partials_from_events, self._window)
@@ -47,8 +55,15 @@ class AggregateWindows(beam.PTransform):
                 tuple[int, pa.Table]
             )
             | 'MergePartials' >> beam.CombinePerKey(MergePartialsFn(self._window))
-            | 'Finalize' >> beam.MapTuple(lambda _, partials: aggregate.finalize(partials))
+            | 'Finalize'
+            >> beam.MapTuple(lambda _, partials: aggregate.finalize(partials)).with_output_types(
+                pa.Table
+            )
         )
+
+
+def _aggregate_complete(events: pa.Table, window: WindowSpec) -> pa.Table:
+    return aggregate.finalize(aggregate.partials_from_events(events, window))
 
 
 class MergePartialsFn(beam.CombineFn):

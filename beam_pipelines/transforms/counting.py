@@ -1,30 +1,55 @@
-"""``CountRows``: the total number of rows in a PCollection of tables (0 when empty)."""
+"""Counting records across the pipeline's outputs in one small aggregation.
+
+Each counted PCollection is mapped to ``(name, records)`` pairs by ``CountAs``; after a
+``Flatten``, ``SumCounts`` sums per name in a single ``CombinePerKey`` (one shuffle for every count,
+instead of a ``CombineGlobally`` each), yielding one dict with every name present.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
+
 import apache_beam as beam
 
-__all__ = ['CountRows']
+__all__ = ['CountAs', 'SumCounts', 'num_rows', 'one']
 
 
-class CountRows(beam.PTransform):
-    """Sums the rows of table (or table-carrying) elements into a single int.
+def num_rows(table) -> int:
+    return table.num_rows
+
+
+def one(_) -> int:
+    return 1
+
+
+class CountAs(beam.PTransform):
+    """Maps each element to ``(name, size_of(element))``."""
+
+    def __init__(self, name: str, size_of: Callable[[object], int] = num_rows):
+        super().__init__()
+        self._name = name
+        self._size_of = size_of
+
+    def expand(self, pcoll):
+        return pcoll | 'Size' >> beam.Map(lambda e, n=self._name, f=self._size_of: (n, f(e)))
+
+
+class SumCounts(beam.PTransform):
+    """Sums ``(name, n)`` pairs (flatten the ``CountAs`` outputs first) into one dict.
 
     Args:
-        rows_of: how many rows an element holds (default: ``element.num_rows``).
+        names: every name to report (0 when nothing was counted under it).
     """
 
-    def __init__(self, rows_of=None):
+    def __init__(self, names: Iterable[str]):
         super().__init__()
-        self._rows_of = rows_of or _num_rows
+        self._names = tuple(names)
 
-    def expand(self, tables):
+    def expand(self, sized):
         return (
-            tables
-            | 'RowsPerTable' >> beam.Map(self._rows_of)
-            | 'SumRows' >> beam.CombineGlobally(sum)
+            sized
+            | 'SumPerName' >> beam.CombinePerKey(sum)
+            | 'ToDict' >> beam.combiners.ToDict()
+            | 'FillZeros' >> beam.Map(lambda d, names=self._names: {n: d.get(n, 0) for n in names})
         )
-
-
-def _num_rows(table) -> int:
-    return table.num_rows

@@ -1,9 +1,16 @@
 """``DeduplicateEvents``: exact deduplication by ``event_id`` with a columnar shuffle.
 
-Tables are split into shards by a stable hash of ``event_id`` and grouped by shard, so every copy
-of an event meets its twins in one place; each shard keeps the first copy (smallest input
-position) and counts the rest. Only Arrow tables cross the shuffle (IPC-encoded), never single
-events.
+Tables are split into shards by a stable hash of the ``shard_by`` columns and grouped by shard,
+so every copy of an event meets its twins in one place; each shard keeps the first copy
+(smallest input position) and counts the rest. Only Arrow tables cross the shuffle
+(IPC-encoded), never single events.
+
+Duplicates are exact retransmissions, so any columns of the record can route them: sharding by
+``event_id`` (the default) also catches an ``event_id`` reused by a different record; sharding
+by the aggregation key (``entity_id``, ``event_type``) lets the same shuffle serve aggregation,
+since each output table then holds every event of its keys (see ``AggregateWindows``'
+``complete_keys``). With the latter, two different records that share an ``event_id`` but not
+the key are both kept: they are an id collision, not a retransmission.
 """
 
 from __future__ import annotations
@@ -35,24 +42,30 @@ class DeduplicateEvents(beam.PTransform):
 
     Args:
         num_shards: how many shards the shuffle uses (parallelism of the dedup step).
+        shard_by: the string columns that route rows to shards (see the module docstring).
     """
 
-    def __init__(self, num_shards: int = 16):
+    def __init__(self, num_shards: int = 16, shard_by: tuple[str, ...] = ('event_id',)):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f'num_shards must be >= 1, got {num_shards}')
+        if not shard_by:
+            raise ValueError('shard_by must name at least one column')
         self._num_shards = num_shards
+        self._shard_by = tuple(shard_by)
 
     def expand(self, tables) -> Deduplicated:
         results = (
             tables
-            | 'ShardByEventId'
-            >> beam.FlatMap(shard_table, ('event_id',), self._num_shards).with_output_types(
+            | 'ShardEvents'
+            >> beam.FlatMap(shard_table, self._shard_by, self._num_shards).with_output_types(
                 tuple[int, pa.Table]
             )
             | 'GroupShards' >> beam.GroupByKey()
             | 'DropDuplicates'
-            >> beam.ParDo(_DropDuplicatesFn()).with_outputs(DUPLICATES, main=VALID)
+            >> beam.ParDo(_DropDuplicatesFn())
+            .with_output_types(pa.Table)
+            .with_outputs(DUPLICATES, main=VALID)
         )
         return Deduplicated(events=results[VALID], duplicates=results[DUPLICATES])
 

@@ -10,6 +10,8 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from beam_pipelines.columnar.aggregate import WindowSpec
+from beam_pipelines.columnar.aggregate import finalize
+from beam_pipelines.columnar.aggregate import partials_from_events
 from beam_pipelines.transforms.aggregate import AggregateWindows
 from beam_pipelines.transforms.cleanse import CleanseEvents
 from beam_pipelines.transforms.dedup import DeduplicateEvents
@@ -152,3 +154,41 @@ def test_rows_round_trip_with_event_timestamps():
         back = rows | 'ToTable' >> RowsToTable(table.schema, max_rows=2)
         count = back | beam.Map(lambda t: t.num_rows) | beam.CombineGlobally(sum)
         assert_that(count, equal_to([4]), label='RoundTrip')
+
+
+def test_key_sharded_dedup_feeds_complete_key_aggregation():
+    """Sharding dedup by the aggregation key makes each table hold whole keys: the aggregates
+    computed per table equal the ones merged through the partials shuffle."""
+    rows = [(f'u{i % 7}', 'xy'[i % 2], float(i * 7 % 300), float(i)) for i in range(200)]
+    table = events_table(rows)
+    table = table.append_column('_uri', pa.array(['f'] * len(rows))).append_column(
+        '_pos', pa.array(range(len(rows)), pa.int64())
+    )
+    batches = [table.slice(i, 30) for i in range(0, len(rows), 30)]
+
+    def summarise(t):
+        return [
+            (r['entity_id'], r['event_type'], r['window_start'], r['count'], r['sum'])
+            for r in t.to_pylist()
+        ]
+
+    spec = WindowSpec('fixed', 60)
+    with TestPipeline() as p:
+        tables = p | beam.Create(batches)
+        events = (
+            tables
+            | 'Dedup' >> DeduplicateEvents(num_shards=4, shard_by=('entity_id', 'event_type'))
+        ).events
+        local = (
+            events
+            | 'Complete' >> AggregateWindows(spec, complete_keys=True)
+            | 'FlatLocal' >> beam.FlatMap(summarise)
+        )
+        shuffled = (
+            tables
+            | 'Shuffled' >> AggregateWindows(spec, num_shards=3)
+            | 'FlatShuffled' >> beam.FlatMap(summarise)
+        )
+        expected = summarise(finalize(partials_from_events(table, spec)))
+        assert_that(local, equal_to(expected), label='Local')
+        assert_that(shuffled, equal_to(expected), label='Shuffled')
