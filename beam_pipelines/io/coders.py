@@ -1,16 +1,24 @@
-"""A Beam coder for ``pyarrow.Table`` elements, through Arrow's IPC stream format.
+"""Beam coders for the columnar elements: Arrow tables, and the batch tuples around them.
 
 Tables cross a shuffle as Arrow IPC bytes: no per-row pickling, and a format any runner's
-worker can decode. Registered for the ``pa.Table`` type hint, so transforms that declare
-``with_output_types(Tuple[int, pa.Table])`` get it without further wiring.
+worker can decode. Both coders also answer ``estimate_size`` from the data's size instead of by
+encoding: Beam samples elements to size every PCollection, and by default it encodes (pickles)
+them to find out, which cost ~5% of the flagship's run time before this coder existed.
+Registered for their type hints, so transforms that declare ``with_output_types(pa.Table)`` or
+``with_output_types(ParsedBatch)`` get them without further wiring.
 """
 
 from __future__ import annotations
 
+import pickle
+
 import pyarrow as pa
 from apache_beam import coders
 
-__all__ = ['ArrowTableCoder']
+from beam_pipelines.columnar.batch import ParsedBatch
+from beam_pipelines.columnar.batch import RawBatch
+
+__all__ = ['ArrowTableCoder', 'BatchCoder']
 
 
 class ArrowTableCoder(coders.Coder):
@@ -25,6 +33,9 @@ class ArrowTableCoder(coders.Coder):
     def decode(self, encoded: bytes) -> pa.Table:
         return pa.ipc.open_stream(pa.py_buffer(encoded)).read_all()
 
+    def estimate_size(self, value: pa.Table) -> int:
+        return value.nbytes
+
     def is_deterministic(self) -> bool:
         return False
 
@@ -38,4 +49,33 @@ class ArrowTableCoder(coders.Coder):
         return hash(type(self))
 
 
+class BatchCoder(coders.Coder):
+    """Pickles :class:`RawBatch` / :class:`ParsedBatch` (they normally stay inside one fused
+    stage and are never encoded) and sizes them cheaply."""
+
+    def encode(self, value) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes):
+        return pickle.loads(encoded)
+
+    def estimate_size(self, value) -> int:
+        if isinstance(value, ParsedBatch):
+            return value.table.nbytes
+        if value.table is not None:
+            return value.table.nbytes
+        return 100 * len(value.positions)  # a typical event's size; exact sizing costs a pass
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
 coders.registry.register_coder(pa.Table, ArrowTableCoder)
+coders.registry.register_coder(RawBatch, BatchCoder)
+coders.registry.register_coder(ParsedBatch, BatchCoder)

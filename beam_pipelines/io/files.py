@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_pipelines.columnar.batch import RawBatch
+from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
 
 __all__ = ['FORMATS', 'FileRange', 'ReadEventFiles', 'infer_format']
 
@@ -115,7 +116,10 @@ class ReadEventFiles(beam.PTransform):
             | 'MatchFiles' >> fileio.MatchFiles(self._pattern)
             | 'SplitRanges' >> beam.FlatMap(_split, self._format, self._range_bytes)
             | 'SpreadRanges' >> beam.Reshuffle()
-            | 'ReadRanges' >> beam.ParDo(_ReadRangeFn(self._batch_rows, self._total_bytes))
+            | 'ReadRanges'
+            >> beam.ParDo(_ReadRangeFn(self._batch_rows, self._total_bytes)).with_output_types(
+                RawBatch
+            )
         )
 
 

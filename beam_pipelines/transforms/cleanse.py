@@ -6,6 +6,7 @@ import apache_beam as beam
 
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.cleanse import cleanse_table
+from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
 from beam_pipelines.schema import EventSchema
 
 __all__ = ['CleanseEvents']
@@ -24,7 +25,9 @@ class CleanseEvents(beam.PTransform):
         self._schema = schema
 
     def expand(self, parsed_batches):
-        return parsed_batches | 'CleanseBatches' >> beam.Map(_cleanse, self._schema)
+        return parsed_batches | 'CleanseBatches' >> beam.Map(
+            _cleanse, self._schema
+        ).with_output_types(ParsedBatch)
 
 
 def _cleanse(batch: ParsedBatch, schema: EventSchema) -> ParsedBatch:

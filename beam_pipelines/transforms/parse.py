@@ -8,7 +8,9 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
+from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.parse import parse_raw_batch
+from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
 from beam_pipelines.io.files import NAMESPACE
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.transforms.tags import DEAD_LETTER
@@ -38,7 +40,7 @@ class ParseEvents(beam.PTransform):
     def expand(self, raw_batches) -> Parsed:
         results = raw_batches | 'ParseBatches' >> beam.ParDo(
             _ParseFn(self._schema, self._pipeline_name)
-        ).with_outputs(DEAD_LETTER, main=VALID)
+        ).with_output_types(ParsedBatch).with_outputs(DEAD_LETTER, main=VALID)
         return Parsed(batches=results[VALID], dead_letter=results[DEAD_LETTER])
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from beam_pipelines.columnar.validate import split_valid
+from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
 from beam_pipelines.io.files import NAMESPACE
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.transforms.tags import DEAD_LETTER
@@ -38,7 +40,7 @@ class ValidateEvents(beam.PTransform):
     def expand(self, cleansed_batches) -> Validated:
         results = cleansed_batches | 'CheckSchema' >> beam.ParDo(
             _ValidateFn(self._schema, self._pipeline_name)
-        ).with_outputs(DEAD_LETTER, main=VALID)
+        ).with_output_types(pa.Table).with_outputs(DEAD_LETTER, main=VALID)
         return Validated(valid=results[VALID], dead_letter=results[DEAD_LETTER])
 
 
