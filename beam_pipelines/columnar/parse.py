@@ -290,6 +290,21 @@ def _mixed_column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
         ):
             text = pa.array([v if t else None for v, t in zip(values, is_text)], pa.string())
             return pc.if_else(pa.array(is_text), text, numbers.cast(pa.string()))
+    elif spec.kind == 'string':
+        # A few non-strings (an id sent as a number) among strings: keep the strings in bulk
+        # and explain only the odd ones.
+        str_type = str
+        odd = [i for i, v in enumerate(values) if v is not None and type(v) is not str_type]
+        for i in odd:
+            errors.setdefault(i, {}).setdefault(
+                spec.name,
+                (TYPE_ERROR, f'{spec.name}: expected a string, got {type_name(values[i])}'),
+            )
+        if odd:
+            values = list(values)
+            for i in odd:
+                values[i] = None
+        return pa.array(values, type=pa.string())
     return _mixed_column_slow(values, spec, errors)
 
 
