@@ -9,6 +9,7 @@ stderr with exit status 2.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -62,8 +63,6 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
 
     ``--help`` prints the launcher's own flags. Set ``BEAM_PIPELINES_DEBUG=1`` for tracebacks.
     """
-    import os
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get('BEAM_PIPELINES_DEBUG') == '1'
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import math
 import types
 import typing
 from typing import Annotated
@@ -315,7 +314,3 @@ def load_model(spec: str) -> type[BaseModel]:
     if model is None:
         raise SchemaError(f'--schema {spec}: module {module_name!r} has no {class_name!r}')
     return model
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

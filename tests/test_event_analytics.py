@@ -174,3 +174,39 @@ def test_bad_flags_give_one_line_errors(args, fragment):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith('event_analytics: error:')
     assert fragment in lines[0]
+
+
+def test_custom_schema_from_the_command_line(tmp_path):
+    rows = [
+        'event_id,event_type,entity_id,timestamp,value,site',
+        'r-1,temp,dev1,2024-05-01T00:00:10Z,20.5,lab',
+        'r-2,temp,dev1,2024-05-01T00:00:20Z,21.5,lab',
+        'x-3,temp,dev1,2024-05-01T00:00:30Z,22.5,lab',  # bad id prefix
+        'r-4,wind,dev1,2024-05-01T00:00:40Z,3.0,lab',  # type not allowed
+        'r-5,humidity,dev2,1714521650,400,',  # value out of range
+        'r-1,temp,dev1,2024-05-01T00:00:10Z,20.5,lab',  # duplicate
+    ]
+    path = tmp_path / 'readings.csv'
+    path.write_text('\n'.join(rows) + '\n')
+    code, out, summary = _launch(tmp_path, path, '--schema', 'tests.schemas:Reading')
+    assert code == 0
+    assert summary['schema'] == 'tests.schemas:Reading'
+    assert summary['row_level_validation']  # its own validator runs row by row
+    assert summary['counts'] == {
+        'read': 6,
+        'valid': 2,
+        'dead_letter': 3,
+        'duplicates': 1,
+        'aggregates': 1,
+    }
+    events = pq.read_table(out / 'events')
+    assert events.column_names == [
+        'event_id',
+        'event_type',
+        'entity_id',
+        'timestamp',
+        'value',
+        'site',
+    ]
+    aggregate = pq.read_table(out / 'aggregates').to_pylist()[0]
+    assert (aggregate['count'], aggregate['sum'], aggregate['mean']) == (2, 42.0, 21.0)

@@ -55,9 +55,9 @@ class RawBatch(NamedTuple):
     def position_key(self) -> str:
         return 'offset' if self.fmt == 'jsonl' else 'record'
 
-    def __len__(self) -> int:
-        n = len(self.positions)
-        return n + len(self.failures)
+    def record_count(self) -> int:
+        """Records in this batch, decodable or not."""
+        return len(self.positions) + len(self.failures)
 
 
 class ParsedBatch(NamedTuple):

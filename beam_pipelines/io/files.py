@@ -157,7 +157,7 @@ class _ReadRangeFn(beam.DoFn):
             'parquet': _read_parquet,
         }[rng.fmt]
         for batch in reader(rng, self._batch_rows):
-            self._records.inc(len(batch))
+            self._records.inc(batch.record_count())
             yield batch
         span = rng.end - rng.start if rng.end >= 0 else 0
         self._bytes.inc(span)

@@ -5,6 +5,10 @@ tables are sharded by key and merged with a ``CombinePerKey`` whose accumulators
 tables, so Beam pre-combines before the shuffle (combiner lifting) and only per-(key, window)
 partials cross it. Sliding windows assign each event to every window that covers it; sessions
 merge overlapping per-batch sessions, so both stay exact with partials.
+
+When every input table already holds all events of its keys (``complete_keys``, as after a
+key-sharded ``DeduplicateEvents``), each table is aggregated on its own and nothing is shuffled:
+the flagship uses this, so its events cross exactly one shuffle.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 import base64
 import contextlib
 import datetime as dt
-from typing import Annotated
-from typing import Literal
 
 import orjson
 import pydantic
@@ -19,6 +17,7 @@ from beam_pipelines.schema import Event
 from beam_pipelines.schema import SchemaError
 from beam_pipelines.schema import compile_schema
 from tests.conftest import run_columnar
+from tests.schemas import Reading
 
 GOOD = {
     'event_id': 'e1',
@@ -89,25 +88,6 @@ def test_several_errors_in_one_row_are_all_reported(schema):
     _, dead = run_columnar([bad], schema)
     message = dead[0]['error_message']
     assert 'event_id' in message and 'timestamp' in message and 'value' in message
-
-
-class Reading(pydantic.BaseModel):
-    """A custom schema: constraints the vectorised path runs, plus one it cannot."""
-
-    model_config = pydantic.ConfigDict(extra='forbid', str_strip_whitespace=True)
-
-    event_id: Annotated[str, pydantic.StringConstraints(min_length=3, pattern=r'^r-')]
-    event_type: Literal['temp', 'humidity']
-    entity_id: str
-    timestamp: dt.datetime
-    value: Annotated[float, pydantic.Field(ge=-50, le=150)]
-
-    @pydantic.field_validator('timestamp', mode='before')
-    @classmethod
-    def _ts(cls, v):
-        from beam_pipelines.columnar.timestamps import parse_timestamp
-
-        return parse_timestamp(v)
 
 
 def test_custom_schema_rules_are_vectorised():

@@ -73,7 +73,7 @@ def test_csv_bad_rows_and_invalid_utf8(tmp_path):
     # Only an empty cell is null: 'n/a' is a value (validation decides what it is worth).
     assert [(r['event_id'], r['value']) for r in rows] == [('a', '1'), ('d', 'n/a'), ('e', None)]
     assert sorted(f[0] for f in failures) == ['csv_row_error', 'invalid_utf8']
-    assert sum(len(b) for b in batches) == 5
+    assert sum(b.record_count() for b in batches) == 5
 
 
 def test_avro_truncated_file_reports_what_was_lost(tmp_path):
