@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import fastavro
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -298,23 +299,47 @@ def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
 
 def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
     """Casts binary CSV columns to text; rows with invalid UTF-8 become failures."""
+    text_schema = pa.schema([(n, pa.string()) for n in table.column_names])
     try:
-        return table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), []
+        return table.cast(text_schema), []
     except pa.ArrowInvalid:
         pass
-    rows = table.to_pylist()
-    good, bad = [], []
-    for i, row in enumerate(rows):
+    invalid: set[int] = set()
+    for column in table.columns:
+        _find_invalid_utf8(column.combine_chunks(), 0, invalid)
+    bad = []
+    for i in sorted(invalid):
+        cells = [v or b'' for v in table.slice(i, 1).to_pylist()[0].values()]
+        raw = b','.join(cells)
+        reason = next(str(e) for e in _decode_errors(cells))
+        bad.append(('invalid_utf8', f'CSV row is not valid UTF-8: {reason}', raw, first + i))
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[sorted(invalid)] = False
+    return table.filter(pa.array(keep)).cast(text_schema), bad
+
+
+def _find_invalid_utf8(column: pa.Array, offset: int, out: set[int]) -> None:
+    """Adds the indices of rows that are not valid UTF-8, by bisection: Arrow's cast checks a
+    whole array in C++ but does not say which row failed, and bad rows are rare."""
+    try:
+        column.cast(pa.string())
+        return
+    except pa.ArrowInvalid:
+        pass
+    if len(column) == 1:
+        out.add(offset)
+        return
+    half = len(column) // 2
+    _find_invalid_utf8(column.slice(0, half), offset, out)
+    _find_invalid_utf8(column.slice(half), offset + half, out)
+
+
+def _decode_errors(cells: list[bytes]):
+    for cell in cells:
         try:
-            for value in row.values():
-                if value is not None:
-                    value.decode('utf-8')
-            good.append(i)
+            cell.decode('utf-8')
         except UnicodeDecodeError as exc:
-            raw = b','.join(v or b'' for v in row.values())
-            bad.append(('invalid_utf8', f'CSV row is not valid UTF-8: {exc}', raw, first + i))
-    kept = table.take(pa.array(good, pa.int64()))
-    return kept.cast(pa.schema([(n, pa.string()) for n in table.column_names])), bad
+            yield exc
 
 
 def _read_avro(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
