@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -210,3 +211,31 @@ def test_custom_schema_from_the_command_line(tmp_path):
     ]
     aggregate = pq.read_table(out / 'aggregates').to_pylist()[0]
     assert (aggregate['count'], aggregate['sum'], aggregate['mean']) == (2, 42.0, 21.0)
+
+
+def test_empty_input_writes_empty_outputs(tmp_path):
+    path = tmp_path / 'empty.jsonl'
+    path.write_bytes(b'')
+    code, out, summary = _launch(tmp_path, path)
+    assert code == 0
+    assert set(summary['counts'].values()) == {0}
+    assert pq.read_table(out / 'aggregates').num_rows == 0
+
+
+def test_compressed_and_mixed_formats_in_one_glob(tmp_path, records):
+    data = tmp_path / 'in'
+    data.mkdir()
+    write_events(records[:1000], str(data / 'a.jsonl'), 'jsonl')
+    with open(data / 'a.jsonl', 'rb') as f, gzip.open(data / 'b.jsonl.gz', 'wb') as g:
+        g.write(f.read())
+    write_events(records[1000:], str(data / 'c.parquet'), 'parquet')
+    code, _, summary = _launch(tmp_path, str(data / '*'))
+    refs = [
+        reference(str(data / 'a.jsonl'), 'jsonl'),
+        reference(str(data / 'c.parquet'), 'parquet'),
+    ]
+    assert code == 0
+    # b.jsonl.gz repeats a.jsonl, so all of its valid events are duplicates.
+    assert summary['counts']['read'] == 2 * refs[0]['read'] + refs[1]['read']
+    assert summary['counts']['valid'] == len(refs[0]['event_ids'] | refs[1]['event_ids'])
+    assert summary['balanced']

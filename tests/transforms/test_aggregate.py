@@ -1,4 +1,4 @@
-"""Each composite transform in a TestPipeline, checked with assert_that."""
+"""AggregateWindows in a TestPipeline, per window type, both shuffle modes."""
 
 from __future__ import annotations
 
@@ -13,80 +13,9 @@ from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.columnar.aggregate import finalize
 from beam_pipelines.columnar.aggregate import partials_from_events
 from beam_pipelines.transforms.aggregate import AggregateWindows
-from beam_pipelines.transforms.cleanse import CleanseEvents
 from beam_pipelines.transforms.dedup import DeduplicateEvents
-from beam_pipelines.transforms.parse import ParseEvents
-from beam_pipelines.transforms.rows import RowsToTable
-from beam_pipelines.transforms.rows import TableToRows
-from beam_pipelines.transforms.validate import ValidateEvents
 from tests.conftest import events_table
-from tests.conftest import raw_lines
 from tests.conftest import ts
-
-GOOD = {
-    'event_id': 'e1',
-    'event_type': 'Click',
-    'entity_id': 'u1',
-    'timestamp': '2024-05-01T12:00:00Z',
-    'value': 2,
-}
-
-
-def _rows(tables):
-    return [row for table in tables for row in table.to_pylist()]
-
-
-def test_parse_cleanse_validate_split_events_and_dead_letters(schema):
-    batch = raw_lines(
-        [GOOD, b'not json', {**GOOD, 'event_id': 'e2', 'value': 'abc'}, {**GOOD, 'event_id': 'e3'}]
-    )
-    with TestPipeline() as p:
-        parsed = p | 'Create' >> beam.Create([batch]) | 'Parse' >> ParseEvents(schema, 't')
-        validated = (
-            parsed.batches
-            | 'Cleanse' >> CleanseEvents(schema)
-            | 'Validate' >> ValidateEvents(schema, 't')
-        )
-        ids = (
-            validated.valid
-            | 'Rows' >> beam.FlatMap(lambda t: t.to_pylist())
-            | 'Ids' >> beam.Map(lambda r: (r['event_id'], r['event_type'], r['value']))
-        )
-        assert_that(ids, equal_to([('e1', 'click', 2.0), ('e3', 'click', 2.0)]), label='Valid')
-        stages = (
-            (parsed.dead_letter, validated.dead_letter)
-            | 'AllDead' >> beam.Flatten()
-            | 'Stage' >> beam.Map(lambda d: (d['stage'], d['error_type']))
-        )
-        assert_that(
-            stages,
-            equal_to([('parse', 'json_decode_error'), ('validate', 'invalid_value')]),
-            label='DeadLetters',
-        )
-
-
-def test_deduplicate_keeps_first_copy_across_batches():
-    def table(ids, uri, first):
-        return pa.table(
-            {
-                'event_id': ids,
-                '_uri': [uri] * len(ids),
-                '_pos': pa.array(range(first, first + len(ids)), pa.int64()),
-            }
-        )
-
-    tables = [table(['a', 'b', 'a'], 'f1', 0), table(['b', 'c'], 'f0', 10), table(['a'], 'f0', 99)]
-    with TestPipeline() as p:
-        result = p | beam.Create(tables) | 'Dedup' >> DeduplicateEvents(num_shards=3)
-        kept = result.events | beam.FlatMap(
-            lambda t: [(r['event_id'], r['_uri'], r['_pos']) for r in t.to_pylist()]
-        )
-        assert_that(
-            kept, equal_to([('a', 'f0', 99), ('b', 'f0', 10), ('c', 'f0', 11)]), label='Kept'
-        )
-        total = result.duplicates | beam.CombineGlobally(sum)
-        assert_that(total, equal_to([3]), label='Duplicates')
-
 
 ROWS = [('a', 'x', 0.0, 1.0), ('a', 'x', 10.0, 3.0), ('a', 'x', 61.0, 5.0), ('b', 'x', 5.0, 2.0)]
 
@@ -139,21 +68,6 @@ def test_aggregate_windows_hand_computed(spec, expected):
             )
         )
         assert_that(out, equal_to(expected))
-
-
-def test_rows_round_trip_with_event_timestamps():
-    table = events_table(ROWS)
-    with TestPipeline() as p:
-        rows = p | beam.Create([table]) | 'ToRows' >> TableToRows()
-        stamped = rows | beam.Map(lambda r, t=beam.DoFn.TimestampParam: (r['event_id'], float(t)))
-        assert_that(
-            stamped,
-            equal_to([('e0', 0.0), ('e1', 10.0), ('e2', 61.0), ('e3', 5.0)]),
-            label='Timestamps',
-        )
-        back = rows | 'ToTable' >> RowsToTable(table.schema, max_rows=2)
-        count = back | beam.Map(lambda t: t.num_rows) | beam.CombineGlobally(sum)
-        assert_that(count, equal_to([4]), label='RoundTrip')
 
 
 def test_key_sharded_dedup_feeds_complete_key_aggregation():
