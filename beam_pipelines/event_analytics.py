@@ -55,6 +55,7 @@ from beam_pipelines.transforms.counting import SumCounts
 from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
 from beam_pipelines.transforms.parse import ParseEvents
+from beam_pipelines.transforms.parse import parsed_rows
 from beam_pipelines.transforms.validate import ValidateEvents
 
 __all__ = ['PIPELINE_NAME', 'Config', 'Outputs', 'build_pipeline', 'run']
@@ -166,10 +167,6 @@ class Outputs(NamedTuple):
     counts: beam.PCollection  # one dict: {name: total} for every name in COUNTS
 
 
-def _parsed_rows(batch) -> int:
-    return batch.table.num_rows
-
-
 def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
     """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
     schema = config.schema
@@ -197,7 +194,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
     dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
     counts = (
         [
-            parsed.batches | 'CountParsed' >> CountAs('read', _parsed_rows),
+            parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
             parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
             events | 'CountValid' >> CountAs('valid'),
             dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),

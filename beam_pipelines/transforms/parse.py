@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam import pvalue
-from apache_beam.metrics import Metrics
 
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.parse import parse_raw_batch
 from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
-from beam_pipelines.io.files import NAMESPACE
 from beam_pipelines.schema import EventSchema
-from beam_pipelines.transforms.tags import DEAD_LETTER
-from beam_pipelines.transforms.tags import VALID
+from beam_pipelines.transforms.dead_letters import SplitDeadLettersFn
+from beam_pipelines.transforms.dead_letters import split_dead_letters
 
-__all__ = ['ParseEvents', 'Parsed']
+__all__ = ['ParseEvents', 'Parsed', 'parsed_rows']
 
 
 class Parsed(NamedTuple):
     batches: beam.PCollection
     dead_letter: beam.PCollection
+
+
+def parsed_rows(batch: ParsedBatch) -> int:
+    """Rows in a parsed batch (for counting)."""
+    return batch.table.num_rows
 
 
 class ParseEvents(beam.PTransform):
@@ -34,31 +37,9 @@ class ParseEvents(beam.PTransform):
 
     def __init__(self, schema: EventSchema, pipeline_name: str):
         super().__init__()
-        self._schema = schema
-        self._pipeline_name = pipeline_name
+        self._step = functools.partial(parse_raw_batch, schema=schema, pipeline=pipeline_name)
 
     def expand(self, raw_batches) -> Parsed:
-        results = raw_batches | 'ParseBatches' >> beam.ParDo(
-            _ParseFn(self._schema, self._pipeline_name)
-        ).with_output_types(ParsedBatch).with_outputs(DEAD_LETTER, main=VALID)
-        return Parsed(batches=results[VALID], dead_letter=results[DEAD_LETTER])
-
-
-class _ParseFn(beam.DoFn):
-    def __init__(self, schema: EventSchema, pipeline_name: str):
-        self._schema = schema
-        self._pipeline_name = pipeline_name
-
-    def setup(self):
-        self._parsed = Metrics.counter(NAMESPACE, 'parsed_records')
-        self._failed = Metrics.counter(NAMESPACE, 'dead_letter_parse')
-
-    def process(self, raw_batch):
-        parsed, dead = parse_raw_batch(raw_batch, self._schema, self._pipeline_name)
-        if dead:
-            self._failed.inc(len(dead))
-        for envelope in dead:
-            yield pvalue.TaggedOutput(DEAD_LETTER, envelope)
-        if parsed is not None:
-            self._parsed.inc(parsed.table.num_rows)
-            yield parsed
+        fn = SplitDeadLettersFn(self._step, parsed_rows, stage='parse')
+        batches, dead = split_dead_letters(raw_batches, 'ParseBatches', fn, ParsedBatch)
+        return Parsed(batches=batches, dead_letter=dead)
