@@ -28,7 +28,6 @@ setuptools.setup(
     description='Unified batch and streaming event pipelines on Apache Beam, Arrow-first.',
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=['beam_pipelines', 'beam_pipelines.*']),
-    package_data={'beam_pipelines': ['sample_data/*']},
     install_requires=REQUIRED,
     extras_require={'test': TEST},
 )
