@@ -66,12 +66,12 @@ class ParsedBatch(NamedTuple):
     Attributes:
         table: one column per schema field, ``attributes`` and the meta columns.
         raw: for building dead-letter payloads, row-aligned with ``table``: the raw lines
-            (jsonl), a ``payload`` column of JSON (avro) or the decoded columns (csv, parquet).
+            (jsonl), the decoded records (avro) or the decoded columns (csv, parquet).
         errors: row errors found by parsing and cleansing.
         fmt: the input format (names the payload format and the position key).
     """
 
     table: pa.Table
-    raw: pa.Table | list[bytes]
+    raw: pa.Table | list[bytes] | list[dict]
     errors: RowErrors
     fmt: str

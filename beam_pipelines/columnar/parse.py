@@ -29,9 +29,8 @@ from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import FieldSpec
 
-__all__ = ['PAYLOAD', 'parse_raw_batch', 'type_name']
+__all__ = ['parse_raw_batch', 'type_name']
 
-PAYLOAD = 'payload'
 _CHUNK = 1024
 TYPE_ERROR = 'type_error'
 
@@ -115,13 +114,7 @@ def _parse_raw_batch(
             return None, dead
         positions = batch.positions
         table, errors = records_to_table(batch.records, schema)
-        raw = pa.table(
-            {
-                PAYLOAD: pa.array(
-                    [orjson.dumps(r, default=str) for r in batch.records], type=pa.binary()
-                )
-            }
-        )
+        raw = batch.records  # rendered as JSON only for rows that become dead letters
     else:
         if batch.table is None or batch.table.num_rows == 0:
             return None, dead

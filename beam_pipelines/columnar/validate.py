@@ -20,7 +20,6 @@ from beam_pipelines.columnar.batch import POS
 from beam_pipelines.columnar.batch import URI
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RowErrors
-from beam_pipelines.columnar.parse import PAYLOAD
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.schema import ATTRIBUTES
@@ -193,8 +192,7 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
     event_times = batch.table.column('timestamp').take(take).to_pylist()
     if isinstance(batch.raw, list):
         payloads = [batch.raw[int(i)] for i in rows]
-    elif PAYLOAD in batch.raw.column_names:
-        payloads = batch.raw.column(PAYLOAD).take(take).to_pylist()
+        payloads = [p if isinstance(p, bytes) else orjson.dumps(p, default=str) for p in payloads]
     else:
         payloads = [orjson.dumps(r, default=str) for r in batch.raw.take(take).to_pylist()]
     position_key = 'offset' if batch.fmt == 'jsonl' else 'record'
