@@ -75,7 +75,9 @@ def make_dead_letter(
         payload: the raw record; bytes that are not UTF-8 are kept as base64.
         source: where the record came from, e.g. ``{'uri': ..., 'offset': ...}``.
         pipeline: the pipeline's name.
-        payload_format: how to read the payload back (json, csv, avro, parquet).
+        payload_format: how to read the payload back: 'json' (a JSON line, or a decoded row
+            rendered as a JSON object), 'csv' (a raw CSV line), or the file format for a read
+            failure of a whole file.
         event_time: the record's event time (RFC 3339, UTC) when it is known.
         processing_time: when it was dead-lettered (defaults to now).
 

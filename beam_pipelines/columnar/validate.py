@@ -206,9 +206,10 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
                 error_type=problems[0][1][0],
                 error_message='; '.join(message for _, (_, message) in problems),
                 payload=payload,
-                source={'uri': m[URI], position_key: m[POS]},
+                source={'uri': m[URI], position_key: m[POS], 'format': batch.fmt},
                 pipeline=pipeline,
-                payload_format='json' if batch.fmt in ('jsonl', 'avro') else batch.fmt,
+                # The raw JSON line, or the decoded CSV/Avro/Parquet row as a JSON object.
+                payload_format='json',
                 event_time=ts.strftime('%Y-%m-%dT%H:%M:%S.%fZ') if ts is not None else None,
             )
         )
