@@ -224,7 +224,7 @@ def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
     with _open(rng) as f:
         header = f.readline()
     try:
-        names = next(csv.reader([header.decode('utf-8')]))
+        names = next(csv.reader([header.decode('utf-8-sig')]))  # a BOM is not a name
     except (UnicodeDecodeError, StopIteration, csv.Error) as exc:
         yield RawBatch(
             rng.uri,

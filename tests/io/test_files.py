@@ -105,3 +105,11 @@ def test_parquet_batches(tmp_path, batch_rows):
     pq.write_table(pa.table({'event_id': [f'e{i}' for i in range(7)]}), path)
     batches = list(_read_parquet(FileRange(str(path), 'parquet', 0, 1), batch_rows))
     assert [p for b in batches for p in b.positions] == list(range(7))
+
+
+def test_csv_with_byte_order_mark(tmp_path):
+    path = tmp_path / 'bom.csv'
+    path.write_bytes(b'\xef\xbb\xbfevent_id,value\r\na,1\r\n')
+    batches = list(_read_csv(FileRange(str(path), 'csv', 0, path.stat().st_size), 100))
+    rows = [r for b in batches if b.table is not None for r in b.table.to_pylist()]
+    assert rows == [{'event_id': 'a', 'value': '1'}]
