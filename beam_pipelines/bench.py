@@ -5,6 +5,7 @@ timed end to end (start-up included) with its peak RSS:
 
 * the flagship on the DirectRunner, one worker;
 * the flagship with ``--direct_num_workers=2`` (multi-processing);
+* the flagship on the same events as Parquet (no JSON decoding: the columnar path's ceiling);
 * the per-element baseline (``beam_pipelines.baselines.per_element``) with hand-written checks,
   and with the pydantic model per record. Ratios are to the faster (hand-written) one.
 
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import pyarrow.parquet as pq
 
 __all__ = ['main']
 
@@ -57,6 +60,27 @@ def _run(name: str, argv: list[str], events: int) -> dict:
     }
 
 
+def _generate(args, fmt: str) -> str:
+    """The same seeded events in ``fmt`` (Parquet has no malformed lines), generated once."""
+    path = os.path.join(args.work_dir, f'events-{args.events}-{args.seed}.{fmt}')
+    if not os.path.exists(path):
+        command = [
+            sys.executable,
+            '-m',
+            'beam_pipelines.generate_events',
+            '--events',
+            str(args.events),
+            '--seed',
+            str(args.seed),
+            '--entities',
+            '10000',
+            '--output',
+            path,
+        ]
+        subprocess.run(command, check=True)
+    return path
+
+
 def _median_run(repeat: int, name: str, argv: list[str], events: int) -> dict:
     """Runs ``repeat`` times and keeps the median run (timings vary run to run on shared VMs)."""
     runs = sorted((_run(name, argv, events) for _ in range(repeat)), key=lambda r: r['seconds'])
@@ -82,24 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
-    data = os.path.join(args.work_dir, f'events-{args.events}-{args.seed}.jsonl')
-    if not os.path.exists(data):
-        subprocess.run(
-            [
-                sys.executable,
-                '-m',
-                'beam_pipelines.generate_events',
-                '--events',
-                str(args.events),
-                '--seed',
-                str(args.seed),
-                '--entities',
-                '10000',
-                '--output',
-                data,
-            ],
-            check=True,
-        )
+    data = _generate(args, 'jsonl')
+    parquet_data = _generate(args, 'parquet')
+    parquet_rows = pq.ParquetFile(parquet_data).metadata.num_rows
     with open(data, 'rb') as f:
         lines = sum(1 for line in f if line.strip())
     base_data, base_lines = data, lines
@@ -129,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
             ],
             lines,
         ),
+        _median_run(
+            args.repeat,
+            'flagship, Parquet input',
+            [
+                '-m',
+                'beam_pipelines.event_analytics',
+                '--input',
+                parquet_data,
+                '--output_dir',
+                f'{out}/parquet',
+            ],
+            parquet_rows,
+        ),
         _run(
             'per-element, light checks',
             [
@@ -157,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     # The faster per-element baseline makes the fair ratio.
-    baseline = max(results[2]['events_per_sec'], results[3]['events_per_sec'])
+    baseline = max(results[3]['events_per_sec'], results[4]['events_per_sec'])
     for r in results:
         r['x_baseline'] = round(r['events_per_sec'] / baseline, 1)
     report = {
