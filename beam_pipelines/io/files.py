@@ -69,12 +69,17 @@ def _is_compressed(path: str) -> bool:
 
 
 class FileRange(NamedTuple):
-    """A byte range of one file to read: ``[start, end)``; lines starting in it are ours."""
+    """A part of one file to read: ``[start, end)``.
+
+    In bytes (``unit='bytes'``; lines starting in the range are ours; ``end`` -1 means a
+    compressed file read whole) or in Parquet row groups (``unit='row_groups'``).
+    """
 
     uri: str
     fmt: str
     start: int
     end: int
+    unit: str = 'bytes'
 
 
 class ReadEventFiles(beam.PTransform):
@@ -130,11 +135,31 @@ def _split(metadata, input_format: str | None, range_bytes: int) -> Iterator[Fil
     if fmt is None:
         raise ValueError(f'cannot tell the format of {uri}: pass --input_format')
     size = metadata.size_in_bytes
+    if fmt == 'parquet' and size > range_bytes:
+        yield from _split_row_groups(uri, size, range_bytes)
+        return
     if fmt != 'jsonl' or _is_compressed(uri) or size <= range_bytes:
         yield FileRange(uri, fmt, 0, size if not _is_compressed(uri) else -1)
         return
     for start in range(0, size, range_bytes):
         yield FileRange(uri, fmt, start, min(start + range_bytes, size))
+
+
+def _split_row_groups(uri: str, size: int, range_bytes: int) -> Iterator[FileRange]:
+    """Groups a Parquet file's row groups into ranges of about ``range_bytes``."""
+    try:
+        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            groups = pq.ParquetFile(f).metadata
+            sizes = [groups.row_group(i).total_byte_size for i in range(groups.num_row_groups)]
+    except Exception:  # unreadable metadata: the reader reports it as a dead letter
+        yield FileRange(uri, 'parquet', 0, size)
+        return
+    start, acc = 0, 0
+    for i, group_bytes in enumerate(sizes):
+        acc += group_bytes
+        if acc >= range_bytes or i == len(sizes) - 1:
+            yield FileRange(uri, 'parquet', start, i + 1, unit='row_groups')
+            start, acc = i + 1, 0
 
 
 class _ReadRangeFn(beam.DoFn):
@@ -160,7 +185,7 @@ class _ReadRangeFn(beam.DoFn):
         for batch in reader(rng, self._batch_rows):
             self._records.inc(batch.record_count())
             yield batch
-        span = rng.end - rng.start if rng.end >= 0 else 0
+        span = rng.end - rng.start if rng.unit == 'bytes' and rng.end >= 0 else 0
         self._bytes.inc(span)
         self._progress(span)
 
@@ -375,7 +400,12 @@ def _read_parquet(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
         try:
             data = io.BytesIO(f.read()) if not hasattr(f, 'seekable') or not f.seekable() else f
             parquet = pq.ParquetFile(data)
-            for record_batch in parquet.iter_batches(batch_size=batch_rows):
+            groups = None
+            if rng.unit == 'row_groups':
+                groups = list(range(rng.start, rng.end))
+                meta = parquet.metadata
+                index = sum(meta.row_group(i).num_rows for i in range(rng.start))
+            for record_batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups):
                 table = pa.Table.from_batches([record_batch])
                 yield RawBatch(
                     rng.uri, 'parquet', range(index, index + table.num_rows), table=table

@@ -113,3 +113,19 @@ def test_csv_with_byte_order_mark(tmp_path):
     batches = list(_read_csv(FileRange(str(path), 'csv', 0, path.stat().st_size), 100))
     rows = [r for b in batches if b.table is not None for r in b.table.to_pylist()]
     assert rows == [{'event_id': 'a', 'value': '1'}]
+
+
+def test_parquet_row_group_ranges_cover_every_row_once(tmp_path):
+    path = tmp_path / 'e.parquet'
+    pq.write_table(
+        pa.table({'event_id': [f'e{i:05d}' for i in range(1000)]}), path, row_group_size=64
+    )
+    ranges = list(_split(_Meta(str(path)), None, range_bytes=300))
+    assert len(ranges) > 3 and all(r.unit == 'row_groups' for r in ranges)
+    seen = []
+    for rng in ranges:
+        for batch in _read_parquet(rng, 50):
+            ids = batch.table.column('event_id').to_pylist()
+            assert ids == [f'e{p:05d}' for p in batch.positions]
+            seen.extend(batch.positions)
+    assert sorted(seen) == list(range(1000))
