@@ -29,6 +29,7 @@ from typing import Any
 from typing import NamedTuple
 
 import apache_beam as beam
+import psycopg2
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import cli
@@ -37,11 +38,17 @@ from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.io.files import ReadEventFiles
 from beam_pipelines.io.files import infer_format
+from beam_pipelines.io.postgres import connect
+from beam_pipelines.io.postgres import ident
+from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
+from beam_pipelines.io.warehouse import WriteToWarehouse
+from beam_pipelines.io.warehouse_schema import migrate
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
+from beam_pipelines.options import PostgresOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.schema import EventSchema
@@ -82,6 +89,8 @@ class Config:
     num_shards: int
     input_files: int = 0
     input_bytes: int = 0
+    postgres_url: str | None = None
+    pg_schema: str = 'public'
 
     @classmethod
     def from_options(cls, options, match_input: bool = True) -> Config:
@@ -94,6 +103,7 @@ class Config:
         out = options.view_as(OutputOptions)
         win = options.view_as(WindowOptions)
         tune = options.view_as(TuningOptions)
+        pg = options.view_as(PostgresOptions)
         if not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
         try:
@@ -128,6 +138,8 @@ class Config:
             output_dir=out.output_dir.rstrip('/') or '/',
             batch_rows=tune.batch_rows,
             num_shards=tune.num_shards,
+            postgres_url=pg.postgres_url,
+            pg_schema=pg.pg_schema,
             input_files=files,
             input_bytes=total,
         )
@@ -192,18 +204,33 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         config.window, config.num_shards, complete_keys=True
     )
     dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
-    counts = (
-        [
-            parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
-            parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
-            events | 'CountValid' >> CountAs('valid'),
-            dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
-            deduplicated.duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
-            aggregates | 'CountAggregates' >> CountAs('aggregates'),
-        ]
-        | 'FlattenCounts' >> beam.Flatten()
-        | 'SumCounts' >> SumCounts(COUNTS)
-    )
+    sized = [
+        parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
+        parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
+        events | 'CountValid' >> CountAs('valid'),
+        dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
+        deduplicated.duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
+        aggregates | 'CountAggregates' >> CountAs('aggregates'),
+    ]
+    names = list(COUNTS)
+    all_dead_letters = dead_letter
+    if write and config.postgres_url is not None:
+        loaded = {
+            'events': events,
+            'aggregates': aggregates,
+            'dead_letter': dead_letter,
+        } | 'WriteWarehouse' >> WriteToWarehouse(
+            config.postgres_url, config.pg_schema, PIPELINE_NAME
+        )
+        for table, written in loaded.written.items():
+            sized.append(written | f'CountLoaded[{table}]' >> CountAs(f'postgres_{table}', int))
+            names.append(f'postgres_{table}')
+        sized.append(loaded.dead_letter | 'CountRefused' >> CountAs('sink_dead_letter', one))
+        names.append('sink_dead_letter')
+        all_dead_letters = (dead_letter, loaded.dead_letter) | 'WithSinkDeadLetters' >> (
+            beam.Flatten()
+        )
+    counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
     if write:
         _ = events | 'WriteEvents' >> WriteTablesToParquet(
             config.path('events', 'part'), schema.event_arrow_schema()
@@ -211,7 +238,9 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         _ = aggregates | 'WriteAggregates' >> WriteTablesToParquet(
             config.path('aggregates', 'part'), AGGREGATE_SCHEMA
         )
-        _ = dead_letter | 'WriteDeadLetters' >> WriteDeadLetters(config.path('dead_letter', 'part'))
+        _ = all_dead_letters | 'WriteDeadLetters' >> WriteDeadLetters(
+            config.path('dead_letter', 'part')
+        )
         _ = counts | 'WriteRunSummary' >> WriteRunSummary(
             config.path(SUMMARY_FILE), _summary_context(config)
         )
@@ -233,6 +262,8 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'output_dir': config.output_dir,
             'batch_rows': config.batch_rows,
             'num_shards': config.num_shards,
+            'postgres_url': redact(config.postgres_url) if config.postgres_url else None,
+            'pg_schema': config.pg_schema if config.postgres_url else None,
         },
         'outputs': {
             'events': config.path('events') + '/',
@@ -241,6 +272,21 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'summary': config.path(SUMMARY_FILE),
         },
     }
+
+
+def prepare_warehouse(config: Config) -> None:
+    """Creates or migrates the warehouse schema before the run (idempotent)."""
+    try:
+        ident(config.pg_schema)
+        conn = connect(config.postgres_url)
+    except (psycopg2.Error, ValueError) as exc:
+        raise cli.UsageError(
+            f'--postgres_url {redact(config.postgres_url)}: {str(exc).strip()}'
+        ) from None
+    try:
+        migrate(conn, config.pg_schema)
+    finally:
+        conn.close()
 
 
 def clear_outputs(config: Config) -> None:
@@ -288,6 +334,8 @@ def run(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = cli.parse_pipeline_args(argv)
     config = Config.from_options(options)
+    if config.postgres_url is not None:
+        prepare_warehouse(config)
     clear_outputs(config)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)

@@ -2,7 +2,8 @@
 
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
+from beam_pipelines.options.postgres import PostgresOptions
 from beam_pipelines.options.tuning import TuningOptions
 from beam_pipelines.options.windowing import WindowOptions
 
-__all__ = ['InputOptions', 'OutputOptions', 'TuningOptions', 'WindowOptions']
+__all__ = ['InputOptions', 'OutputOptions', 'PostgresOptions', 'TuningOptions', 'WindowOptions']

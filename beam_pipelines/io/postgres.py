@@ -1,0 +1,328 @@
+"""PostgreSQL sink: ``WriteToPostgres`` loads Arrow tables with COPY and an idempotent upsert.
+
+Each table element is deduplicated on the conflict key (last row wins), written with ``COPY``
+(CSV produced by Arrow, no per-row Python) into a temporary staging table, then merged into the
+target with ``INSERT ... ON CONFLICT (key) DO UPDATE``, all in one transaction. A retried bundle
+or a re-run therefore rewrites the same rows instead of adding copies.
+
+Transient errors (lost connections, serialization failures, deadlocks) are retried with
+exponential backoff up to a bound, on a fresh connection. A batch the database rejects for its
+data is split in halves until the offending rows are alone; those rows go to the dead-letter
+output with the database's message, and every other row is loaded. Credentials never appear in
+messages: URLs are shown through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import orjson
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from beam_pipelines.dead_letter import Stage
+from beam_pipelines.dead_letter import make_dead_letter
+from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
+
+__all__ = ['PostgresTarget', 'RetryPolicy', 'WriteToPostgres', 'connect', 'redact']
+
+_LOGGER = logging.getLogger(__name__)
+NAMESPACE = 'beam_pipelines'
+DEAD_LETTER = 'dead_letter'
+WRITTEN = 'written'
+
+_TRANSIENT = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+)
+_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+def redact(url: str | None) -> str:
+    """A connection URL or DSN with any password replaced by ``***``."""
+    if not url:
+        return ''
+    url = re.sub(r'(://[^:/@]*:)[^@]*@', r'\1***@', url)
+    return re.sub(r'(password\s*=\s*)(\S+)', r'\1***', url, flags=re.IGNORECASE)
+
+
+def connect(url: str | None, **kwargs) -> psycopg2.extensions.connection:
+    """Opens a connection from a URL/DSN, or from the ``PG*`` environment variables when empty.
+
+    Raises:
+        psycopg2.OperationalError: with the password removed from its message.
+    """
+    try:
+        return psycopg2.connect(url or '', **kwargs)
+    except psycopg2.Error as exc:
+        raise psycopg2.OperationalError(_scrub(str(exc), url)) from None
+
+
+def _scrub(message: str, url: str | None) -> str:
+    message = redact(message)
+    if url:
+        found = re.search(r'://[^:/@]*:([^@]*)@', url) or re.search(
+            r'password\s*=\s*(\S+)', url, flags=re.IGNORECASE
+        )
+        if found and found.group(1):
+            message = message.replace(found.group(1), '***')
+    return message
+
+
+def ident(name: str) -> str:
+    """Quotes a plain identifier; anything but ``[A-Za-z_][A-Za-z0-9_]*`` is refused."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f'not a plain SQL identifier: {name!r}')
+    return f'"{name}"'
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient database errors."""
+
+    attempts: int = 5
+    initial_delay_secs: float = 0.2
+    max_delay_secs: float = 5.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_delay_secs
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.max_delay_secs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PostgresTarget:
+    """Where and how a table lands.
+
+    Attributes:
+        table: target table name.
+        columns: columns to load, in order (the element tables must have them).
+        key: the conflict key (a unique constraint of the target).
+        schema: the database schema holding the table.
+        update: on conflict, update the non-key columns (True) or keep the existing row.
+        json_columns: columns cast to ``jsonb`` when merged.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    schema: str = 'public'
+    update: bool = True
+    json_columns: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in (self.table, self.schema, *self.columns, *self.key):
+            ident(name)
+        missing = set(self.key) - set(self.columns)
+        if missing:
+            raise ValueError(f'key columns {sorted(missing)} are not among the loaded columns')
+
+    @property
+    def qualified(self) -> str:
+        return f'{ident(self.schema)}.{ident(self.table)}'
+
+    def merge_sql(self, staging: str) -> str:
+        cols = ', '.join(ident(c) for c in self.columns)
+        select = ', '.join(
+            f'{ident(c)}::jsonb' if c in self.json_columns else ident(c) for c in self.columns
+        )
+        conflict = ', '.join(ident(c) for c in self.key)
+        rest = [c for c in self.columns if c not in self.key]
+        if self.update and rest:
+            action = 'DO UPDATE SET ' + ', '.join(f'{ident(c)} = EXCLUDED.{ident(c)}' for c in rest)
+        else:
+            action = 'DO NOTHING'
+        return (
+            f'INSERT INTO {self.qualified} ({cols}) SELECT {select} FROM {staging} '
+            f'ON CONFLICT ({conflict}) {action}'
+        )
+
+
+class WriteToPostgres(beam.PTransform):
+    """Loads Arrow table elements into a PostgreSQL table, idempotently.
+
+    Returns a dict-like result: ``result['written']`` (row counts per loaded batch) and
+    ``result['dead_letter']`` (envelopes for rows the database refused).
+
+    Args:
+        url: a libpq URL or DSN; empty to use the ``PG*`` environment variables.
+        target: the table and its key.
+        pipeline_name: names the pipeline in dead letters.
+        retry: the policy for transient errors.
+        before_load: optional picklable ``(cursor, table) -> None`` run in each transaction
+            before the load (for example, to create the partitions a batch needs).
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        target: PostgresTarget,
+        pipeline_name: str,
+        retry: RetryPolicy = RetryPolicy(),
+        before_load=None,
+    ):
+        super().__init__()
+        self._fn = _WriteFn(url, target, pipeline_name, retry, before_load)
+
+    def expand(self, tables):
+        return tables | 'CopyAndUpsert' >> beam.ParDo(self._fn).with_outputs(
+            DEAD_LETTER, main=WRITTEN
+        )
+
+
+class _WriteFn(beam.DoFn):
+    def __init__(
+        self, url, target: PostgresTarget, pipeline_name: str, retry: RetryPolicy, before_load
+    ):
+        self._url = url
+        self._target = target
+        self._pipeline_name = pipeline_name
+        self._retry = retry
+        self._before_load = before_load
+        self._conn = None
+
+    def setup(self):
+        self._rows = Metrics.counter(NAMESPACE, f'postgres_rows_{self._target.table}')
+        self._retries = Metrics.counter(NAMESPACE, 'postgres_retries')
+        self._latency = Metrics.distribution(NAMESPACE, 'postgres_write_ms')
+        self._connect()
+
+    def _connect(self):
+        self._close()
+        self._conn = connect(self._url)
+
+    def _close(self):
+        if self._conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.close()
+            self._conn = None
+
+    def teardown(self):
+        self._close()
+
+    def process(self, table: pa.Table):
+        if table.num_rows == 0:
+            return
+        table = _last_per_key(table.select(list(self._target.columns)), self._target.key)
+        started = time.monotonic()
+        loaded, rejected = self._load_with_retries(table)
+        self._latency.update(int((time.monotonic() - started) * 1000))
+        self._rows.inc(loaded)
+        for row, message in rejected:
+            yield pvalue.TaggedOutput(
+                DEAD_LETTER,
+                make_dead_letter(
+                    stage=Stage.SINK,
+                    error_type='postgres_rejected',
+                    error_message=_scrub(message, self._url),
+                    payload=orjson.dumps(row, default=str),
+                    source={'sink': 'postgres', 'table': self._target.table},
+                    pipeline=self._pipeline_name,
+                    event_time=_event_time(row),
+                ),
+            )
+        if loaded:
+            yield loaded
+
+    def _load_with_retries(self, table: pa.Table) -> tuple[int, list]:
+        delays = self._retry.delays()
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._connect()
+                return self._load(table)
+            except _TRANSIENT as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise psycopg2.OperationalError(
+                        f'giving up on {self._target.table} after {self._retry.attempts} '
+                        f'attempts: {_scrub(str(exc), self._url)}'
+                    ) from None
+                self._retries.inc()
+                _LOGGER.warning(
+                    'transient PostgreSQL error on %s, retrying in %.1f s: %s',
+                    self._target.table,
+                    delay,
+                    _scrub(str(exc), self._url),
+                )
+                self._close()
+                time.sleep(delay)
+
+    def _load(self, table: pa.Table) -> tuple[int, list]:
+        """Loads a batch in one transaction; bisects it when the data is refused."""
+        try:
+            with self._conn, self._conn.cursor() as cur:
+                self._copy_and_merge(cur, table)
+            return table.num_rows, []
+        except _TRANSIENT:
+            raise
+        except psycopg2.Error as exc:
+            if table.num_rows == 1:
+                return 0, [(table.to_pylist()[0], f'{type(exc).__name__}: {exc}'.strip())]
+            half = table.num_rows // 2
+            ok_a, bad_a = self._load(table.slice(0, half))
+            ok_b, bad_b = self._load(table.slice(half))
+            return ok_a + ok_b, bad_a + bad_b
+
+    def _copy_and_merge(self, cur, table: pa.Table) -> None:
+        if self._before_load is not None:
+            self._before_load(cur, table)
+        staging = ident(f'_stage_{self._target.table}')
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS {staging} '
+            f'(LIKE {self._target.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+        )
+        for name in self._target.json_columns:
+            cur.execute(f'ALTER TABLE {staging} ALTER COLUMN {ident(name)} TYPE text')
+        buffer = io.BytesIO()
+        pacsv.write_csv(
+            table, buffer, pacsv.WriteOptions(include_header=False, quoting_style='all_valid')
+        )
+        buffer.seek(0)
+        cols = ', '.join(ident(c) for c in self._target.columns)
+        cur.copy_expert(f'COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)', buffer)
+        cur.execute(self._target.merge_sql(staging))
+
+
+def _last_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """Keeps the last row of each key: ON CONFLICT cannot touch one row twice in a statement."""
+    if table.num_rows < 2:
+        return table
+    marked = table.append_column('__row', pa.array(np.arange(table.num_rows)))
+    last = marked.group_by(list(key), use_threads=False).aggregate([('__row', 'max')])
+    keep = np.sort(np.asarray(last.column('__row_max').to_numpy()))
+    if len(keep) == table.num_rows:
+        return table
+    return table.take(pa.array(keep))
+
+
+def _event_time(row: dict[str, Any]) -> str | None:
+    for name in ('timestamp', 'event_time', 'window_start'):
+        value = row.get(name)
+        if value is not None and hasattr(value, 'strftime'):
+            return value.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    return None
+
+
+def event_days(table: pa.Table, column: str = 'event_time') -> list:
+    """The distinct UTC days of a timestamp column (for creating daily partitions)."""
+    days = pc.unique(pc.floor_temporal(table.column(column), unit='day'))
+    return sorted(d.date() for d in days.to_pylist() if d is not None)

@@ -1,0 +1,186 @@
+"""WriteToPostgres and the warehouse schema against the real PostgreSQL server (never mocked).
+
+The server comes from ``BEAM_PIPELINES_TEST_PG_URL`` (default: 127.0.0.1:5432, database
+``test``). Each test works in its own schema and drops it afterwards. Without a server the tests
+skip, except under CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import apache_beam as beam
+import psycopg2
+import pyarrow as pa
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+
+from beam_pipelines.generate_events import GeneratorConfig
+from beam_pipelines.generate_events import generate_records
+from beam_pipelines.generate_events import write_events
+from beam_pipelines.io.postgres import DEAD_LETTER
+from beam_pipelines.io.postgres import WRITTEN
+from beam_pipelines.io.postgres import PostgresTarget
+from beam_pipelines.io.postgres import RetryPolicy
+from beam_pipelines.io.postgres import WriteToPostgres
+from beam_pipelines.io.postgres import _WriteFn
+from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.warehouse_schema import migrate
+
+PG_URL = os.environ.get('BEAM_PIPELINES_TEST_PG_URL', 'postgresql://127.0.0.1:5432/test')
+CANARY = 'canary-Zq81xT'
+
+
+@pytest.fixture(scope='module')
+def pg_url():
+    try:
+        psycopg2.connect(PG_URL).close()
+    except psycopg2.Error as exc:
+        if os.environ.get('CI'):
+            pytest.fail(f'PostgreSQL at {redact(PG_URL)} is required under CI: {exc}')
+        pytest.skip(f'no PostgreSQL at {redact(PG_URL)}: {exc}')
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema(pg_url):
+    name = f't_{uuid.uuid4().hex[:12]}'
+    yield name
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    conn.close()
+
+
+def query(url, sql):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def test_redact_hides_passwords():
+    assert redact('postgresql://u:secret@h:5/db') == 'postgresql://u:***@h:5/db'
+    assert redact('host=h password=secret dbname=d') == 'host=h password=*** dbname=d'
+    assert redact('postgresql://h/db') == 'postgresql://h/db'
+
+
+def test_migrate_is_idempotent(pg_url, pg_schema):
+    conn = psycopg2.connect(pg_url)
+    try:
+        assert migrate(conn, pg_schema) == [1]
+        assert migrate(conn, pg_schema) == []
+    finally:
+        conn.close()
+    tables = {
+        r[0]
+        for r in query(pg_url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{pg_schema}'")
+    }
+    assert {'events', 'aggregates', 'anomalies', 'dead_letters', 'bp_schema_migrations'} <= tables
+
+
+def _readings_table(pg_url, schema):
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+        cur.execute(
+            f'CREATE TABLE "{schema}".readings (id text PRIMARY KEY, '
+            'value double precision CHECK (value >= 0), note text)'
+        )
+    conn.close()
+    return PostgresTarget('readings', ('id', 'value', 'note'), ('id',), schema)
+
+
+def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema):
+    target = _readings_table(pg_url, pg_schema)
+    batches = [
+        pa.table({'id': ['a', 'b', 'a'], 'value': [1.0, 2.0, 3.0], 'note': ['x', None, '']}),
+        pa.table({'id': ['c', 'd'], 'value': [4.0, -1.0], 'note': ['q"uo,te\n', 'bad']}),
+    ]
+    for _ in range(2):  # a re-run must leave the same rows
+        with TestPipeline() as p:
+            result = p | beam.Create(batches) | WriteToPostgres(pg_url, target, 'test')
+            refused = result[DEAD_LETTER] | beam.Map(
+                lambda d: (d['stage'], d['error_type'], json.loads(d['payload'])['id'])
+            )
+            assert_that(refused, equal_to([('sink', 'postgres_rejected', 'd')]), label='Refused')
+            total = result[WRITTEN] | beam.CombineGlobally(sum)
+            assert_that(total, equal_to([3]), label='Written')
+    rows = query(pg_url, f'SELECT id, value, note FROM "{pg_schema}".readings ORDER BY id')
+    # In-batch duplicates: the last copy wins; empty string and NULL stay distinct.
+    assert rows == [('a', 3.0, ''), ('b', 2.0, None), ('c', 4.0, 'q"uo,te\n')]
+
+
+def test_lost_connection_is_retried(pg_url, pg_schema):
+    target = _readings_table(pg_url, pg_schema)
+    fn = _WriteFn(pg_url, target, 'test', RetryPolicy(attempts=3, initial_delay_secs=0.05), None)
+    fn.setup()
+    try:
+        pid = fn._conn.get_backend_pid()
+        query(pg_url, f'SELECT pg_terminate_backend({pid})')
+        out = list(fn.process(pa.table({'id': ['r1'], 'value': [1.0], 'note': ['n']})))
+    finally:
+        fn.teardown()
+    assert out == [1]
+    assert query(pg_url, f'SELECT count(*) FROM "{pg_schema}".readings') == [(1,)]
+
+
+def test_flagship_loads_the_warehouse_idempotently_without_leaking_credentials(
+    tmp_path, pg_url, pg_schema
+):
+    records, _ = generate_records(GeneratorConfig(events=3000, seed=21, entities=50))
+    path = tmp_path / 'events.jsonl'
+    write_events(records, str(path), 'jsonl')
+    url = PG_URL.replace('://', f'://root:{CANARY}@', 1) if '@' not in PG_URL else PG_URL
+    out = tmp_path / 'out'
+    runs = []
+    for _ in range(2):
+        runs.append(
+            subprocess.run(
+                [
+                    sys.executable,
+                    '-m',
+                    'beam_pipelines.event_analytics',
+                    '--input',
+                    str(path),
+                    '--output_dir',
+                    str(out),
+                    '--postgres_url',
+                    url,
+                    '--pg_schema',
+                    pg_schema,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        )
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert CANARY not in result.stdout + result.stderr
+    summary_text = (out / 'run_summary.json').read_text()
+    assert CANARY not in summary_text
+    counts = json.loads(summary_text)['counts']
+    assert counts['postgres_events'] == counts['valid']
+    assert counts['postgres_aggregates'] == counts['aggregates']
+    assert counts['sink_dead_letter'] == 0
+    s = f'"{pg_schema}"'
+    assert query(pg_url, f'SELECT count(*), count(DISTINCT event_id) FROM {s}.events') == [
+        (counts['valid'], counts['valid'])
+    ]
+    assert query(pg_url, f'SELECT count(*) FROM {s}.aggregates') == [(counts['aggregates'],)]
+    assert query(pg_url, f'SELECT count(*) FROM {s}.dead_letters') == [(counts['dead_letter'],)]
+    leaked = query(
+        pg_url,
+        f'SELECT count(*) FROM {s}.dead_letters WHERE '
+        f"payload LIKE '%{CANARY}%' OR error_message LIKE '%{CANARY}%'",
+    )
+    assert leaked == [(0,)]
+    for f in out.rglob('*'):
+        if f.is_file():
+            assert CANARY.encode() not in f.read_bytes(), f
