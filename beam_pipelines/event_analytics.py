@@ -41,6 +41,8 @@ from beam_pipelines.io.files import infer_format
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.redis_sink import RedisLayout
+from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
@@ -49,6 +51,7 @@ from beam_pipelines.io.warehouse_schema import migrate
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
+from beam_pipelines.options import RedisOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.schema import EventSchema
@@ -91,6 +94,8 @@ class Config:
     input_bytes: int = 0
     postgres_url: str | None = None
     pg_schema: str = 'public'
+    redis_url: str | None = None
+    redis_layout: RedisLayout = dataclasses.field(default_factory=RedisLayout)
 
     @classmethod
     def from_options(cls, options, match_input: bool = True) -> Config:
@@ -104,6 +109,11 @@ class Config:
         win = options.view_as(WindowOptions)
         tune = options.view_as(TuningOptions)
         pg = options.view_as(PostgresOptions)
+        rd = options.view_as(RedisOptions)
+        try:
+            layout = RedisLayout(rd.redis_prefix, rd.redis_ttl_secs, rd.redis_series_len)
+        except ValueError as exc:
+            raise cli.UsageError(f'--redis_ttl_secs and --redis_series_len: {exc}') from None
         if not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
         try:
@@ -140,6 +150,8 @@ class Config:
             num_shards=tune.num_shards,
             postgres_url=pg.postgres_url,
             pg_schema=pg.pg_schema,
+            redis_url=rd.redis_url,
+            redis_layout=layout,
             input_files=files,
             input_bytes=total,
         )
@@ -230,6 +242,10 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         all_dead_letters = (dead_letter, loaded.dead_letter) | 'WithSinkDeadLetters' >> (
             beam.Flatten()
         )
+    if write and config.redis_url is not None:
+        commands = aggregates | 'WriteRedis' >> WriteToRedis(config.redis_url, config.redis_layout)
+        sized.append(commands | 'CountRedisCommands' >> CountAs('redis_commands', int))
+        names.append('redis_commands')
     counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
     if write:
         _ = events | 'WriteEvents' >> WriteTablesToParquet(
@@ -264,6 +280,8 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'num_shards': config.num_shards,
             'postgres_url': redact(config.postgres_url) if config.postgres_url else None,
             'pg_schema': config.pg_schema if config.postgres_url else None,
+            'redis_url': redact(config.redis_url) if config.redis_url else None,
+            'redis_prefix': config.redis_layout.prefix if config.redis_url else None,
         },
         'outputs': {
             'events': config.path('events') + '/',

@@ -3,7 +3,15 @@
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
+from beam_pipelines.options.redis import RedisOptions
 from beam_pipelines.options.tuning import TuningOptions
 from beam_pipelines.options.windowing import WindowOptions
 
-__all__ = ['InputOptions', 'OutputOptions', 'PostgresOptions', 'TuningOptions', 'WindowOptions']
+__all__ = [
+    'InputOptions',
+    'OutputOptions',
+    'PostgresOptions',
+    'RedisOptions',
+    'TuningOptions',
+    'WindowOptions',
+]

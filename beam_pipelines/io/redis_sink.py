@@ -1,0 +1,223 @@
+"""``WriteToRedis``: dashboard-ready window aggregates in Redis, idempotent under retries.
+
+For each (entity_id, event_type) it keeps:
+
+* ``{prefix}latest:{entity_id}:{event_type}`` — a hash with the latest window's aggregates. A
+  small Lua script writes it only if the incoming window is not older than the stored one, so
+  retried or re-ordered bundles never roll it back;
+* ``{prefix}series:{entity_id}:{event_type}`` — a sorted set of window starts (epoch ms, scored
+  by themselves) trimmed to the last ``series_length`` windows, with the values of each window in
+  the hash ``{prefix}series_data:{entity_id}:{event_type}`` (field: window start). ``ZADD`` and
+  ``HSET`` of the same window are idempotent: a re-run rewrites, never adds.
+
+Every key gets the TTL. Commands go through redis-py pipelines in chunks; connection errors are
+retried by redis-py's own ``Retry`` with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import apache_beam as beam
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis
+from apache_beam.metrics import Metrics
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+__all__ = ['RedisLayout', 'WriteToRedis']
+
+_LOGGER = logging.getLogger(__name__)
+NAMESPACE = 'beam_pipelines'
+
+# KEYS[1] = latest hash; ARGV[1] = window start (ms); ARGV[2] = TTL (s); ARGV[3..] = fields.
+_LATEST_LUA = """
+local current = redis.call('HGET', KEYS[1], 'window_start_ms')
+if (not current) or tonumber(current) <= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'window_start_ms', ARGV[1], unpack(ARGV, 3))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS[1] = series, KEYS[2] = series data; ARGV[1] = windows kept; ARGV[2] = TTL (s).
+# The oldest windows leave the sorted set and their data leaves the hash together.
+_TRIM_LUA = """
+local old = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
+for i = 1, #old, 1000 do
+  local chunk = {unpack(old, i, math.min(i + 999, #old))}
+  redis.call('ZREM', KEYS[1], unpack(chunk))
+  redis.call('HDEL', KEYS[2], unpack(chunk))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return #old
+"""
+_STATS = ('count', 'value_count', 'sum', 'min', 'max', 'mean', 'stddev', 'p50', 'p95')
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisLayout:
+    """Key prefix, TTL and series length.
+
+    Attributes:
+        prefix: prepended to every key (one namespace per pipeline or test).
+        ttl_secs: expiry of every key written.
+        series_length: windows kept per series.
+        chunk: commands per pipeline round trip.
+    """
+
+    prefix: str = 'bp:'
+    ttl_secs: int = 7 * 24 * 3600
+    series_length: int = 1440
+    chunk: int = 2000
+
+    def __post_init__(self):
+        if self.ttl_secs <= 0 or self.series_length <= 0 or self.chunk <= 0:
+            raise ValueError('ttl_secs, series_length and chunk must be > 0')
+
+    def latest(self, entity: str, event_type: str) -> str:
+        return f'{self.prefix}latest:{entity}:{event_type}'
+
+    def series(self, entity: str, event_type: str) -> str:
+        return f'{self.prefix}series:{entity}:{event_type}'
+
+    def series_data(self, entity: str, event_type: str) -> str:
+        return f'{self.prefix}series_data:{entity}:{event_type}'
+
+
+class WriteToRedis(beam.PTransform):
+    """Writes aggregate tables (``AGGREGATE_SCHEMA``) to Redis; outputs commands sent per batch.
+
+    Args:
+        url: a Redis URL (``redis://host:6379/0``).
+        layout: keys, TTL and series length.
+    """
+
+    def __init__(self, url: str, layout: RedisLayout = RedisLayout()):
+        super().__init__()
+        if not url:
+            raise ValueError('url must be a Redis URL')
+        self._url = url
+        self._layout = layout
+
+    def expand(self, aggregates):
+        return aggregates | 'WriteAggregates' >> beam.ParDo(
+            _WriteAggregatesFn(self._url, self._layout)
+        )
+
+
+class _WriteAggregatesFn(beam.DoFn):
+    def __init__(self, url: str, layout: RedisLayout):
+        self._url = url
+        self._layout = layout
+        self._client = None
+
+    def setup(self):
+        self._client = redis.Redis.from_url(
+            self._url,
+            retry=Retry(ExponentialBackoff(cap=5.0, base=0.1), 5),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+        )
+        self._latest = self._client.register_script(_LATEST_LUA)
+        self._trim_script = self._client.register_script(_TRIM_LUA)
+        self._ops = Metrics.counter(NAMESPACE, 'redis_commands')
+        self._latency = Metrics.distribution(NAMESPACE, 'redis_write_ms')
+
+    def teardown(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def process(self, table: pa.Table):
+        if table.num_rows == 0:
+            return
+        sent = self._write_series(table) + self._write_latest(_latest_per_key(table))
+        self._ops.inc(sent)
+        yield sent
+
+    def _write_series(self, table: pa.Table) -> int:
+        lay = self._layout
+        rows = _rows(table)
+        sent = 0
+        pipe = self._client.pipeline(transaction=False)
+        touched = set()
+        for i, row in enumerate(rows, 1):
+            entity, etype, start_ms = row['entity_id'], row['event_type'], row['start_ms']
+            key = lay.series(entity, etype)
+            data = lay.series_data(entity, etype)
+            pipe.zadd(key, {start_ms: start_ms})
+            pipe.hset(data, start_ms, orjson.dumps(row['stats']))
+            touched.add((entity, etype))
+            sent += 2
+            if i % lay.chunk == 0:
+                sent += self._trim(pipe, touched)
+                pipe.execute()
+                touched.clear()
+        sent += self._trim(pipe, touched)
+        pipe.execute()
+        return sent
+
+    def _trim(self, pipe, touched) -> int:
+        """Keeps the newest ``series_length`` windows; drops the data of the others."""
+        lay = self._layout
+        for entity, etype in touched:
+            self._trim_script(
+                keys=[lay.series(entity, etype), lay.series_data(entity, etype)],
+                args=[lay.series_length, lay.ttl_secs],
+                client=pipe,
+            )
+        return len(touched)
+
+    def _write_latest(self, table: pa.Table) -> int:
+        lay = self._layout
+        pipe = self._client.pipeline(transaction=False)
+        sent = 0
+        for i, row in enumerate(_rows(table), 1):
+            fields = []
+            for name, value in row['stats'].items():
+                fields += [name, '' if value is None else value]
+            fields += ['window_end_ms', row['end_ms']]
+            self._latest(
+                keys=[lay.latest(row['entity_id'], row['event_type'])],
+                args=[row['start_ms'], lay.ttl_secs, *fields],
+                client=pipe,
+            )
+            sent += 1
+            if i % lay.chunk == 0:
+                pipe.execute()
+        pipe.execute()
+        return sent
+
+
+def _latest_per_key(table: pa.Table) -> pa.Table:
+    """The newest window of each (entity_id, event_type) in a table."""
+    marked = table.append_column('__row', pa.array(np.arange(table.num_rows)))
+    start = marked.column('window_start').cast(pa.int64())
+    marked = marked.append_column('__start', start)
+    newest = marked.group_by(['entity_id', 'event_type'], use_threads=False).aggregate(
+        [('__start', 'max')]
+    )
+    joined = marked.join(newest, ['entity_id', 'event_type'])
+    keep = pc.equal(joined.column('__start'), joined.column('__start_max'))
+    return joined.filter(keep).drop_columns(['__row', '__start', '__start_max'])
+
+
+def _rows(table: pa.Table):
+    starts = table.column('window_start').cast(pa.int64()).to_numpy() // 1000
+    ends = table.column('window_end').cast(pa.int64()).to_numpy() // 1000
+    stats = table.select(list(_STATS)).to_pylist()
+    entities = table.column('entity_id').to_pylist()
+    types = table.column('event_type').to_pylist()
+    for entity, etype, start, end, values in zip(entities, types, starts, ends, stats):
+        yield {
+            'entity_id': entity,
+            'event_type': etype,
+            'start_ms': int(start),
+            'end_ms': int(end),
+            'stats': values,
+        }
