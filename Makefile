@@ -7,8 +7,9 @@ SAMPLE := data/sample/events.jsonl
 SAMPLE_EVENTS ?= 200000
 BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
+POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench sample clean
+.PHONY: install run test lint format bench bench-sinks migrate sample clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,13 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m beam_pipelines.bench --events $(BENCH_EVENTS)
+
+# Needs PostgreSQL and Redis (PG*/REDIS_URL as in the README).
+bench-sinks: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench_sinks --events 200000
+
+migrate: $(STAMP)
+	$(BIN)/python -m beam_pipelines.warehouse migrate --postgres_url '$(POSTGRES_URL)'
 
 clean:
 	rm -rf out data bench_out .pytest_cache .ruff_cache .hypothesis

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -136,7 +137,9 @@ class _WriteAggregatesFn(beam.DoFn):
     def process(self, table: pa.Table):
         if table.num_rows == 0:
             return
+        started = time.monotonic()
         sent = self._write_series(table) + self._write_latest(_latest_per_key(table))
+        self._latency.update(int((time.monotonic() - started) * 1000))
         self._ops.inc(sent)
         yield sent
 
