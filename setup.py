@@ -17,6 +17,7 @@ REQUIRED = [
 
 TEST = [
     'hypothesis>=6.100,<7',
+    'moto[server]>=5,<6',
     'pytest>=8,<10',
     'pytest-xdist>=3.5,<4',
     'ruff>=0.6,<1',

@@ -351,6 +351,9 @@ def run(argv: list[str] | None = None) -> int:
     """Parses flags, runs the pipeline, prints its summary; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     options = cli.parse_pipeline_args(argv)
+    # The launcher itself lists, reads and clears files: give Beam's filesystems the options
+    # (S3 endpoint and keys, GCS project) before it does.
+    FileSystems.set_options(options)
     config = Config.from_options(options)
     if config.postgres_url is not None:
         prepare_warehouse(config)
