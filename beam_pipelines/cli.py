@@ -68,7 +68,8 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
     try:
         return run(argv)
     except UsageError as exc:
-        print(f'{prog}: error: {exc}', file=sys.stderr)
+        message = ' '.join(str(exc).split())  # one line, even for multi-line driver messages
+        print(f'{prog}: error: {message}', file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f'{prog}: interrupted', file=sys.stderr)

@@ -184,3 +184,28 @@ def test_flagship_loads_the_warehouse_idempotently_without_leaking_credentials(
     for f in out.rglob('*'):
         if f.is_file():
             assert CANARY.encode() not in f.read_bytes(), f
+
+
+def test_connection_failures_do_not_leak_the_password(tmp_path):
+    path = tmp_path / 'e.jsonl'
+    path.write_text('{}\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'beam_pipelines.event_analytics',
+            '--input',
+            str(path),
+            '--output_dir',
+            str(tmp_path / 'out'),
+            '--postgres_url',
+            f'postgresql://root:{CANARY}@127.0.0.1:1/test',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert CANARY not in result.stdout + result.stderr
+    assert 'postgresql://root:***@127.0.0.1:1/test' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
