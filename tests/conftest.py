@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
+import subprocess
+import time
 
 import orjson
 import pyarrow as pa
@@ -64,3 +68,36 @@ def events_table(rows: list[tuple]) -> pa.Table:
 
 def ts(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, UTC)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_secs: float = 60.0) -> bool:
+    """Waits until something listens on ``127.0.0.1:port``; False on timeout."""
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(('127.0.0.1', port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@contextlib.contextmanager
+def local_server(argv_for_port, timeout_secs: float = 60.0):
+    """Starts a server process on a free loopback port; yields the port; stops it after."""
+    port = free_port()
+    argv = argv_for_port(port)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_for_port(port, timeout_secs):
+            pytest.fail(f'{argv[0]} did not listen on port {port} within {timeout_secs} s')
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

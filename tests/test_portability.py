@@ -4,10 +4,7 @@ Python job service started by the test and a LOOPBACK environment."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,42 +13,16 @@ from beam_pipelines import event_analytics
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
+from tests.conftest import local_server
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def job_endpoint():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            '-m',
-            'apache_beam.runners.portability.local_job_service_main',
-            '--port',
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(('127.0.0.1', port)) == 0:
-                break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail('the local job service did not start within 60 s')
-    yield f'localhost:{port}'
-    proc.terminate()
-    proc.wait(timeout=30)
+    module = 'apache_beam.runners.portability.local_job_service_main'
+    with local_server(lambda port: [sys.executable, '-m', module, '--port', str(port)]) as port:
+        yield f'localhost:{port}'
 
 
 def test_flagship_on_the_portable_runner(tmp_path, job_endpoint):

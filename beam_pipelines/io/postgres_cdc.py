@@ -29,6 +29,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines.io.postgres import NAMESPACE
 from beam_pipelines.io.postgres import connect
+from beam_pipelines.transforms.completion import RunAfter
 
 __all__ = ['AcknowledgeChanges', 'ReadChangesFromPostgres', 'parse_test_decoding']
 
@@ -189,18 +190,12 @@ class AcknowledgeChanges(beam.PTransform):
         self._upper_lsn = upper_lsn
 
     def expand(self, outputs):
-        waits = [
-            beam.pvalue.AsList(pcoll | f'Done[{i}]' >> beam.combiners.Count.Globally())
-            for i, pcoll in enumerate(outputs)
-        ]
-        return (
-            outputs[0].pipeline
-            | 'Once' >> beam.Create([None])
-            | 'Advance' >> beam.Map(_advance, self._url, self._slot, self._upper_lsn, *waits)
+        return outputs | 'AdvanceAfterOutputs' >> RunAfter(
+            _advance, self._url, self._slot, self._upper_lsn
         )
 
 
-def _advance(_, url, slot, upper_lsn, *_done) -> str:
+def _advance(url, slot, upper_lsn) -> str:
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:

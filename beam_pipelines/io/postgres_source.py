@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines.io.postgres import NAMESPACE
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
+from beam_pipelines.transforms.completion import RunAfter
 
 __all__ = ['CommitWatermark', 'ReadFromPostgres', 'WatermarkStore']
 
@@ -231,8 +232,8 @@ class WatermarkStore:
 class CommitWatermark(beam.PTransform):
     """Commits ``value`` for ``name`` once every given PCollection is complete.
 
-    Apply it to a tuple of the pipeline's final outputs (sink results): their completion is a
-    side input of the commit, so the watermark moves only after they are written.
+    Apply it to a tuple of the pipeline's final outputs (sink results): the commit runs after
+    them (see :class:`~beam_pipelines.transforms.completion.RunAfter`).
     """
 
     def __init__(self, store: WatermarkStore, name: str, value: Any):
@@ -242,18 +243,12 @@ class CommitWatermark(beam.PTransform):
         self._value = value
 
     def expand(self, outputs):
-        waits = [
-            beam.pvalue.AsList(pcoll | f'Done[{i}]' >> beam.combiners.Count.Globally())
-            for i, pcoll in enumerate(outputs)
-        ]
-        return (
-            outputs[0].pipeline
-            | 'Once' >> beam.Create([None])
-            | 'Commit' >> beam.Map(_commit, self._store, self._name, self._value, *waits)
+        return outputs | 'CommitAfterOutputs' >> RunAfter(
+            _commit, self._store, self._name, self._value
         )
 
 
-def _commit(_, store: WatermarkStore, name: str, value: Any, *_done) -> Any:
+def _commit(store: WatermarkStore, name: str, value: Any) -> Any:
     if value is not None:
         store.commit(name, value)
     return value

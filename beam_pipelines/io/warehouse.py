@@ -36,19 +36,7 @@ EVENT_COLUMNS = (
     'source',
     'attributes',
 )
-DEAD_LETTER_COLUMNS = (
-    'id',
-    'stage',
-    'error_type',
-    'error_message',
-    'payload',
-    'payload_encoding',
-    'payload_format',
-    'source',
-    'pipeline',
-    'processing_time',
-    'event_time',
-)
+DEAD_LETTER_COLUMNS = ('id', *ENVELOPE_FIELDS)  # the envelope, keyed
 
 
 class WarehouseResult(NamedTuple):

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -19,6 +16,7 @@ from beam_pipelines import event_analytics
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
+from tests.conftest import local_server
 
 pytestmark = pytest.mark.e2e
 BUCKET = 'bp-test'
@@ -31,28 +29,9 @@ KEYS = {
 
 @pytest.fixture(scope='module')
 def s3_endpoint():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    server = Path(sys.executable).parent / 'moto_server'
-    proc = subprocess.Popen(
-        [str(server), '-H', '127.0.0.1', '-p', str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(('127.0.0.1', port)) == 0:
-                break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail('moto_server did not start')
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=30)
+    server = str(Path(sys.executable).parent / 'moto_server')
+    with local_server(lambda port: [server, '-H', '127.0.0.1', '-p', str(port)]) as port:
+        yield f'http://127.0.0.1:{port}'
 
 
 def test_flagship_reads_and_writes_s3(tmp_path, s3_endpoint):

@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 
@@ -24,6 +23,7 @@ from beam_pipelines.io.postgres_cdc import AcknowledgeChanges
 from beam_pipelines.io.postgres_cdc import ReadChangesFromPostgres
 from beam_pipelines.io.postgres_cdc import current_lsn
 from beam_pipelines.io.postgres_cdc import parse_test_decoding
+from tests.conftest import free_port
 
 
 def test_parse_test_decoding_lines():
@@ -60,9 +60,7 @@ def logical_url():
         if os.environ.get('CI'):
             pytest.fail('CDC tests need the PostgreSQL server binaries and root (for runuser)')
         pytest.skip('no PostgreSQL server binaries, or not root')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     root = tempfile.mkdtemp(prefix='bp_pgcdc_')
     shutil.chown(root, 'postgres')
     data = os.path.join(root, 'data')
