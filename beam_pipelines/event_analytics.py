@@ -43,6 +43,9 @@ from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_sink import WriteToRedis
+from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
+from beam_pipelines.io.redis_stream import ReadFromRedisStream
+from beam_pipelines.io.redis_stream import stream_uri
 from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
@@ -52,6 +55,7 @@ from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
 from beam_pipelines.options import RedisOptions
+from beam_pipelines.options import SourceOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.schema import EventSchema
@@ -96,6 +100,10 @@ class Config:
     pg_schema: str = 'public'
     redis_url: str | None = None
     redis_layout: RedisLayout = dataclasses.field(default_factory=RedisLayout)
+    source: str = 'files'
+    stream_name: str | None = None
+    consumer_group: str = 'beam_pipelines'
+    consumer_name: str = 'event_analytics'
 
     @classmethod
     def from_options(cls, options, match_input: bool = True) -> Config:
@@ -114,7 +122,16 @@ class Config:
             layout = RedisLayout(rd.redis_prefix, rd.redis_ttl_secs, rd.redis_series_len)
         except ValueError as exc:
             raise cli.UsageError(f'--redis_ttl_secs and --redis_series_len: {exc}') from None
-        if not inp.input:
+        src = options.view_as(SourceOptions)
+        if src.source == 'redis_stream':
+            if not (rd.redis_url and src.stream_name):
+                raise cli.UsageError('--source redis_stream needs --redis_url and --stream_name')
+            if not src.stop_at_end:
+                raise cli.UsageError(
+                    'continuous reading is not available on this runner yet: pass --stop_at_end '
+                    'to read everything pending and stop'
+                )
+        elif not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
         try:
             schema = compile_schema(load_model(inp.schema))
@@ -138,10 +155,14 @@ class Config:
         if tune.num_shards < 1:
             raise cli.UsageError(f'--num_shards must be >= 1, got {tune.num_shards}')
         files = total = 0
-        if match_input:
+        if match_input and src.source == 'files':
             files, total = _match_input(inp.input, inp.input_format)
         return cls(
-            input=inp.input,
+            input=inp.input if src.source == 'files' else stream_uri(rd.redis_url, src.stream_name),
+            source=src.source,
+            stream_name=src.stream_name,
+            consumer_group=src.consumer_group,
+            consumer_name=src.consumer_name,
             input_format=inp.input_format,
             schema=schema,
             window=window,
@@ -194,12 +215,23 @@ class Outputs(NamedTuple):
 def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
     """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
     schema = config.schema
-    raw = p | 'ReadFiles' >> ReadEventFiles(
-        config.input,
-        config.input_format,
-        batch_rows=config.batch_rows,
-        total_bytes=config.input_bytes or None,
-    )
+    stream_read = None
+    if config.source == 'redis_stream':
+        stream_read = p | 'ReadStream' >> ReadFromRedisStream(
+            config.redis_url,
+            config.stream_name,
+            config.consumer_group,
+            config.consumer_name,
+            batch_rows=config.batch_rows,
+        )
+        raw = stream_read.batches
+    else:
+        raw = p | 'ReadFiles' >> ReadEventFiles(
+            config.input,
+            config.input_format,
+            batch_rows=config.batch_rows,
+            total_bytes=config.input_bytes or None,
+        )
     parsed = raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
     validated = (
         parsed.batches
@@ -248,18 +280,24 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         names.append('redis_commands')
     counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
     if write:
-        _ = events | 'WriteEvents' >> WriteTablesToParquet(
-            config.path('events', 'part'), schema.event_arrow_schema()
-        )
-        _ = aggregates | 'WriteAggregates' >> WriteTablesToParquet(
-            config.path('aggregates', 'part'), AGGREGATE_SCHEMA
-        )
-        _ = all_dead_letters | 'WriteDeadLetters' >> WriteDeadLetters(
-            config.path('dead_letter', 'part')
-        )
-        _ = counts | 'WriteRunSummary' >> WriteRunSummary(
-            config.path(SUMMARY_FILE), _summary_context(config)
-        )
+        written = [
+            events
+            | 'WriteEvents'
+            >> WriteTablesToParquet(config.path('events', 'part'), schema.event_arrow_schema()),
+            aggregates
+            | 'WriteAggregates'
+            >> WriteTablesToParquet(config.path('aggregates', 'part'), AGGREGATE_SCHEMA),
+            all_dead_letters
+            | 'WriteDeadLetters' >> WriteDeadLetters(config.path('dead_letter', 'part')),
+            # The counts include the PostgreSQL and Redis loads: the summary comes after them.
+            counts
+            | 'WriteRunSummary'
+            >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config)),
+        ]
+        if stream_read is not None:
+            _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
+                config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
+            )
     return Outputs(events, aggregates, dead_letter, counts)
 
 
@@ -334,9 +372,10 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
         else f'read = valid + dead_letter + duplicates: BROKEN by {summary["unaccounted"]}'
     )
     window = summary['options']['window']
+    origin = f'{summary["input_files"]} file(s)' if summary['input_files'] else summary['input']
     return '\n'.join(
         [
-            f'{PIPELINE_NAME}: read {read:,} records from {summary["input_files"]} file(s) '
+            f'{PIPELINE_NAME}: read {read:,} records from {origin} '
             f'in {seconds:.1f} s ({rate:,.0f} records/s)',
             f'  valid {c.get("valid", 0):,}   dead_letter {c.get("dead_letter", 0):,}   '
             f'duplicates {c.get("duplicates", 0):,}   ({identity})',

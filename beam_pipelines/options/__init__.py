@@ -4,6 +4,7 @@ from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
 from beam_pipelines.options.redis import RedisOptions
+from beam_pipelines.options.source import SourceOptions
 from beam_pipelines.options.tuning import TuningOptions
 from beam_pipelines.options.windowing import WindowOptions
 
@@ -12,6 +13,7 @@ __all__ = [
     'OutputOptions',
     'PostgresOptions',
     'RedisOptions',
+    'SourceOptions',
     'TuningOptions',
     'WindowOptions',
 ]

@@ -1,0 +1,29 @@
+"""Options that choose where events come from: files, or a Redis stream."""
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+class SourceOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            '--source',
+            choices=('files', 'redis_stream'),
+            default='files',
+            help='files (--input) or redis_stream (--redis_url, --stream_name).',
+        )
+        parser.add_argument('--stream_name', default=None, help='Redis stream to read.')
+        parser.add_argument(
+            '--consumer_group', default='beam_pipelines', help='Redis consumer group.'
+        )
+        parser.add_argument(
+            '--consumer_name',
+            default='event_analytics',
+            help="This pipeline's consumer in the group (its unacknowledged entries are "
+            're-read by the next run with the same name).',
+        )
+        parser.add_argument(
+            '--stop_at_end',
+            action='store_true',
+            help='Read everything pending in the stream, write the outputs, acknowledge, stop.',
+        )
