@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
 from beam_pipelines.io.postgres import redact
+from beam_pipelines.transforms.completion import RunAfter
 
 __all__ = [
     'AcknowledgeRedisStream',
@@ -160,14 +161,12 @@ class AcknowledgeRedisStream(beam.PTransform):
 
     def expand(self, inputs):
         read_until, *outputs = inputs
-        waits = [
-            beam.pvalue.AsSingleton(pcoll | f'Done[{i}]' >> beam.combiners.Count.Globally())
-            for i, pcoll in enumerate(outputs)
-        ]
-        return read_until | 'AckAfterOutputs' >> beam.Map(_acknowledge, *self._args, *waits)
+        return tuple(outputs) | 'AckAfterOutputs' >> RunAfter(
+            _acknowledge, *self._args, on=read_until
+        )
 
 
-def _acknowledge(read_until: str, url: str, stream: str, group: str, consumer: str, *_done) -> int:
+def _acknowledge(read_until: str, url: str, stream: str, group: str, consumer: str) -> int:
     client = redis.Redis.from_url(url)
     acknowledged = 0
     try:

@@ -16,12 +16,16 @@ __all__ = ['RunAfter']
 
 
 class RunAfter(beam.PTransform):
-    """Applied to a tuple of PCollections; outputs ``fn(*args)`` once they are all complete."""
+    """Applied to a tuple of PCollections; outputs ``fn(*args)`` once they are all complete.
 
-    def __init__(self, fn: Callable[..., Any], *args: Any):
+    With ``on`` (a PCollection), it calls ``fn(value, *args)`` for each of its values instead.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, on: beam.PCollection | None = None):
         super().__init__()
         self._fn = fn
         self._args = args
+        self._on = on
 
     def expand(self, outputs):
         if not outputs:
@@ -30,13 +34,18 @@ class RunAfter(beam.PTransform):
             beam.pvalue.AsSingleton(pcoll | f'Done[{i}]' >> beam.combiners.Count.Globally())
             for i, pcoll in enumerate(outputs)
         ]
-        return (
-            outputs[0].pipeline
-            | 'Once' >> beam.Create([None])
-            | 'Run' >> beam.Map(_run, len(waits), self._fn, self._args, *waits)
-        )
+        if self._on is None:
+            return (
+                outputs[0].pipeline
+                | 'Once' >> beam.Create([None])
+                | 'Run' >> beam.Map(_run, self._fn, self._args, *waits)
+            )
+        return self._on | 'RunOnValues' >> beam.Map(_run_on, self._fn, self._args, *waits)
 
 
-def _run(_, n_waits: int, fn, args, *done) -> Any:
-    assert len(done) == n_waits
+def _run(_, fn, args, *_done) -> Any:
     return fn(*args)
+
+
+def _run_on(value, fn, args, *_done) -> Any:
+    return fn(value, *args)

@@ -65,6 +65,15 @@ def query(url, sql):
     return rows
 
 
+def _flagship(*args):
+    return subprocess.run(
+        [sys.executable, '-m', 'beam_pipelines.event_analytics', *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_redact_hides_passwords():
     assert redact('postgresql://u:secret@h:5/db') == 'postgresql://u:***@h:5/db'
     assert redact('host=h password=secret dbname=d') == 'host=h password=*** dbname=d'
@@ -138,28 +147,12 @@ def test_flagship_loads_the_warehouse_idempotently_without_leaking_credentials(
     write_events(records, str(path), 'jsonl')
     url = PG_URL.replace('://', f'://root:{CANARY}@', 1) if '@' not in PG_URL else PG_URL
     out = tmp_path / 'out'
-    runs = []
-    for _ in range(2):
-        runs.append(
-            subprocess.run(
-                [
-                    sys.executable,
-                    '-m',
-                    'beam_pipelines.event_analytics',
-                    '--input',
-                    str(path),
-                    '--output_dir',
-                    str(out),
-                    '--postgres_url',
-                    url,
-                    '--pg_schema',
-                    pg_schema,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+    runs = [
+        _flagship(
+            '--input', path, '--output_dir', out, '--postgres_url', url, '--pg_schema', pg_schema
         )
+        for _ in range(2)
+    ]
     for result in runs:
         assert result.returncode == 0, result.stderr
         assert CANARY not in result.stdout + result.stderr
@@ -189,21 +182,13 @@ def test_flagship_loads_the_warehouse_idempotently_without_leaking_credentials(
 def test_connection_failures_do_not_leak_the_password(tmp_path):
     path = tmp_path / 'e.jsonl'
     path.write_text('{}\n')
-    result = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'beam_pipelines.event_analytics',
-            '--input',
-            str(path),
-            '--output_dir',
-            str(tmp_path / 'out'),
-            '--postgres_url',
-            f'postgresql://root:{CANARY}@127.0.0.1:1/test',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = _flagship(
+        '--input',
+        path,
+        '--output_dir',
+        tmp_path / 'out',
+        '--postgres_url',
+        f'postgresql://root:{CANARY}@127.0.0.1:1/test',
     )
     assert result.returncode == 2
     assert CANARY not in result.stdout + result.stderr

@@ -30,27 +30,29 @@ def _fill(client, stream, records):  # noqa: F811
     pipe.execute()
 
 
+def _stream_args(stream, prefix, out):  # noqa: F811
+    return [
+        '--source',
+        'redis_stream',
+        '--redis_url',
+        REDIS_URL,
+        '--stream_name',
+        stream,
+        '--consumer_group',
+        'g',
+        '--consumer_name',
+        'c',
+        '--stop_at_end',
+        '--redis_prefix',
+        prefix,
+        '--output_dir',
+        str(out),
+    ]
+
+
 def _run(tmp_path, stream, prefix, name='out'):  # noqa: F811
     out = tmp_path / name
-    code = event_analytics.run(
-        [
-            '--source',
-            'redis_stream',
-            '--redis_url',
-            REDIS_URL,
-            '--stream_name',
-            stream,
-            '--consumer_group',
-            'g',
-            '--consumer_name',
-            'c',
-            '--stop_at_end',
-            '--redis_prefix',
-            prefix,
-            '--output_dir',
-            str(out),
-        ]
-    )
+    code = event_analytics.run(_stream_args(stream, prefix, out))
     return code, json.loads((out / 'run_summary.json').read_text())
 
 
@@ -62,25 +64,7 @@ def test_stream_read_is_acknowledged_only_after_outputs(tmp_path, client, prefix
     blocked = tmp_path / 'blocked'
     blocked.write_text('a file where the output directory should be')
     with pytest.raises(Exception):  # noqa: B017  (any write error)
-        event_analytics.run(
-            [
-                '--source',
-                'redis_stream',
-                '--redis_url',
-                REDIS_URL,
-                '--stream_name',
-                stream,
-                '--consumer_group',
-                'g',
-                '--consumer_name',
-                'c',
-                '--stop_at_end',
-                '--redis_prefix',
-                prefix,
-                '--output_dir',
-                str(blocked),
-            ]
-        )
+        event_analytics.run(_stream_args(stream, prefix, blocked))
     # Whether or not that run got as far as reading (the runner may order its stages either
     # way), nothing it read was acknowledged: the next run reads every entry.
     groups = [g['name'] for g in client.xinfo_groups(stream)]
