@@ -3,3 +3,5 @@
 VALID = 'valid'
 DEAD_LETTER = 'dead_letter'
 DUPLICATES = 'duplicates'
+LATE = 'late'
+RETRACTIONS = 'retractions'
