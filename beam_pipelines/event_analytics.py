@@ -31,11 +31,15 @@ from typing import NamedTuple
 import apache_beam as beam
 import psycopg2
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
 
 from beam_pipelines import cli
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.aggregate import WindowSpec
+from beam_pipelines.columnar.panes import PANE_SCHEMA
+from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
+from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.io.files import ReadEventFiles
 from beam_pipelines.io.files import infer_format
 from beam_pipelines.io.postgres import connect
@@ -56,6 +60,7 @@ from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
 from beam_pipelines.options import RedisOptions
 from beam_pipelines.options import SourceOptions
+from beam_pipelines.options import TriggerOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.schema import EventSchema
@@ -70,6 +75,7 @@ from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
+from beam_pipelines.transforms.stream_aggregate import AggregateStream
 from beam_pipelines.transforms.validate import ValidateEvents
 
 __all__ = ['PIPELINE_NAME', 'Config', 'Outputs', 'build_pipeline', 'run']
@@ -77,9 +83,10 @@ __all__ = ['PIPELINE_NAME', 'Config', 'Outputs', 'build_pipeline', 'run']
 _LOGGER = logging.getLogger(__name__)
 
 PIPELINE_NAME = 'event_analytics'
-OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter')
+OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter', 'late', 'retractions')
 SUMMARY_FILE = 'run_summary.json'
 COUNTS = ('read', 'valid', 'dead_letter', 'duplicates', 'aggregates')
+STREAMING_COUNTS = (*COUNTS, 'late', 'retractions')
 DEFAULT_SESSION_GAP_SECS = 300.0
 
 
@@ -104,6 +111,9 @@ class Config:
     stream_name: str | None = None
     consumer_group: str = 'beam_pipelines'
     consumer_name: str = 'event_analytics'
+    streaming: bool = False
+    trigger: TriggerSpec = dataclasses.field(default_factory=TriggerSpec)
+    dedup_horizon_secs: float = 3600.0
 
     @classmethod
     def from_options(cls, options, match_input: bool = True) -> Config:
@@ -150,6 +160,27 @@ class Config:
             )
         except ValueError as exc:
             raise cli.UsageError(str(exc)) from None
+        trig = options.view_as(TriggerOptions)
+        try:
+            trigger = TriggerSpec(
+                allowed_lateness_secs=trig.allowed_lateness_secs,
+                early_firing_secs=trig.early_firing_secs,
+                late_firing_secs=trig.late_firing_secs,
+                accumulating=trig.accumulation == 'accumulating',
+            )
+        except ValueError as exc:
+            raise cli.UsageError(str(exc)) from None
+        streaming = bool(options.view_as(StandardOptions).streaming)
+        if streaming:
+            if window.kind == 'session' and not trigger.accumulating:
+                raise cli.UsageError(
+                    '--window_type session needs --accumulation accumulating: a discarding pane '
+                    'of a merged session cannot be added to the sessions it replaced'
+                )
+            if not trig.dedup_horizon_secs > 0:
+                raise cli.UsageError(
+                    f'--dedup_horizon_secs must be > 0, got {trig.dedup_horizon_secs}'
+                )
         if tune.batch_rows < 1:
             raise cli.UsageError(f'--batch_rows must be >= 1, got {tune.batch_rows}')
         if tune.num_shards < 1:
@@ -175,6 +206,9 @@ class Config:
             redis_layout=layout,
             input_files=files,
             input_bytes=total,
+            streaming=streaming,
+            trigger=trigger,
+            dedup_horizon_secs=trig.dedup_horizon_secs,
         )
 
     def path(self, *parts: str) -> str:
@@ -210,6 +244,8 @@ class Outputs(NamedTuple):
     aggregates: beam.PCollection
     dead_letter: beam.PCollection
     counts: beam.PCollection  # one dict: {name: total} for every name in COUNTS
+    late: beam.PCollection | None = None  # streaming: envelopes of events past the lateness
+    retractions: beam.PCollection | None = None  # streaming: sessions merged after a pane
 
 
 def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
@@ -240,23 +276,39 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
     )
     # One shuffle serves both steps: sharding by the aggregation key brings every copy of an
     # event (an exact retransmission has the same key) and every event of a key together.
-    deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(
-        config.num_shards, shard_by=KEY_COLUMNS
-    )
-    events = deduplicated.events
-    aggregates = events | 'Aggregate' >> AggregateWindows(
-        config.window, config.num_shards, complete_keys=True
-    )
+    late = retractions = None
+    if config.streaming:
+        stream = validated.valid | 'AggregateStream' >> AggregateStream(
+            config.window,
+            config.trigger,
+            config.num_shards,
+            config.dedup_horizon_secs,
+            PIPELINE_NAME,
+        )
+        events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
+        late, retractions = stream.late, stream.retractions
+    else:
+        deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(
+            config.num_shards, shard_by=KEY_COLUMNS
+        )
+        events, duplicates = deduplicated.events, deduplicated.duplicates
+        aggregates = events | 'Aggregate' >> AggregateWindows(
+            config.window, config.num_shards, complete_keys=True
+        )
     dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
     sized = [
         parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
         parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
         events | 'CountValid' >> CountAs('valid'),
         dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
-        deduplicated.duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
+        duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
         aggregates | 'CountAggregates' >> CountAs('aggregates'),
     ]
     names = list(COUNTS)
+    if config.streaming:
+        sized.append(late | 'CountLate' >> CountAs('late', one))
+        sized.append(retractions | 'CountRetractions' >> CountAs('retractions'))
+        names += ['late', 'retractions']
     all_dead_letters = dead_letter
     if write and config.postgres_url is not None:
         loaded = {
@@ -286,7 +338,10 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             >> WriteTablesToParquet(config.path('events', 'part'), schema.event_arrow_schema()),
             aggregates
             | 'WriteAggregates'
-            >> WriteTablesToParquet(config.path('aggregates', 'part'), AGGREGATE_SCHEMA),
+            >> WriteTablesToParquet(
+                config.path('aggregates', 'part'),
+                PANE_SCHEMA if config.streaming else AGGREGATE_SCHEMA,
+            ),
             all_dead_letters
             | 'WriteDeadLetters' >> WriteDeadLetters(config.path('dead_letter', 'part')),
             # The counts include the PostgreSQL and Redis loads: the summary comes after them.
@@ -294,11 +349,18 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             | 'WriteRunSummary'
             >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config)),
         ]
+        if config.streaming:
+            written += [
+                late | 'WriteLate' >> WriteDeadLetters(config.path('late', 'part')),
+                retractions
+                | 'WriteRetractions'
+                >> WriteTablesToParquet(config.path('retractions', 'part'), RETRACTION_SCHEMA),
+            ]
         if stream_read is not None:
             _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
                 config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
             )
-    return Outputs(events, aggregates, dead_letter, counts)
+    return Outputs(events, aggregates, dead_letter, counts, late, retractions)
 
 
 def _summary_context(config: Config) -> dict[str, Any]:
@@ -320,11 +382,25 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'pg_schema': config.pg_schema if config.postgres_url else None,
             'redis_url': redact(config.redis_url) if config.redis_url else None,
             'redis_prefix': config.redis_layout.prefix if config.redis_url else None,
+            'streaming': config.streaming,
+            **(
+                {
+                    'trigger': dataclasses.asdict(config.trigger),
+                    'dedup_horizon_secs': config.dedup_horizon_secs,
+                }
+                if config.streaming
+                else {}
+            ),
         },
         'outputs': {
             'events': config.path('events') + '/',
             'aggregates': config.path('aggregates') + '/',
             'dead_letter': config.path('dead_letter') + '/',
+            **(
+                {'late': config.path('late') + '/', 'retractions': config.path('retractions') + '/'}
+                if config.streaming
+                else {}
+            ),
             'summary': config.path(SUMMARY_FILE),
         },
     }
@@ -366,10 +442,12 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
     c = summary['counts']
     read = c.get('read', 0)
     rate = read / seconds if seconds > 0 else 0.0
+    streaming = summary['options'].get('streaming')
+    terms = 'valid + dead_letter + duplicates' + (' + late' if streaming else '')
     identity = (
-        'read = valid + dead_letter + duplicates: holds'
+        f'read = {terms}: holds'
         if summary['balanced']
-        else f'read = valid + dead_letter + duplicates: BROKEN by {summary["unaccounted"]}'
+        else f'read = {terms}: BROKEN by {summary["unaccounted"]}'
     )
     window = summary['options']['window']
     origin = f'{summary["input_files"]} file(s)' if summary['input_files'] else summary['input']
@@ -378,7 +456,9 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
             f'{PIPELINE_NAME}: read {read:,} records from {origin} '
             f'in {seconds:.1f} s ({rate:,.0f} records/s)',
             f'  valid {c.get("valid", 0):,}   dead_letter {c.get("dead_letter", 0):,}   '
-            f'duplicates {c.get("duplicates", 0):,}   ({identity})',
+            f'duplicates {c.get("duplicates", 0):,}   '
+            + (f'late {c.get("late", 0):,}   ' if streaming else '')
+            + f'({identity})',
             f'  aggregates {c.get("aggregates", 0):,} rows ({window["kind"]} windows)',
             f'  outputs: {summary["outputs"]["events"]}  {summary["outputs"]["aggregates"]}  '
             f'{summary["outputs"]["dead_letter"]}  {summary["outputs"]["summary"]}',

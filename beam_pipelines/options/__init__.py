@@ -5,6 +5,7 @@ from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
 from beam_pipelines.options.redis import RedisOptions
 from beam_pipelines.options.source import SourceOptions
+from beam_pipelines.options.streaming import TriggerOptions
 from beam_pipelines.options.tuning import TuningOptions
 from beam_pipelines.options.windowing import WindowOptions
 
@@ -14,6 +15,7 @@ __all__ = [
     'PostgresOptions',
     'RedisOptions',
     'SourceOptions',
+    'TriggerOptions',
     'TuningOptions',
     'WindowOptions',
 ]

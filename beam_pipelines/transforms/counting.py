@@ -47,9 +47,21 @@ class SumCounts(beam.PTransform):
         self._names = tuple(names)
 
     def expand(self, sized):
+        # GroupByKey rather than CombinePerKey/ToDict: Beam's DirectRunner in streaming mode
+        # fails to translate a lifted CombinePerKey downstream of a stateful DoFn with timers
+        # ("was not replaced as expected"), and the pairs are few. A zero per name makes the
+        # result exist (with every name) even when nothing was counted.
+        zeros = sized.pipeline | 'Zeros' >> beam.Create([(n, 0) for n in self._names])
         return (
-            sized
-            | 'SumPerName' >> beam.CombinePerKey(sum)
-            | 'ToDict' >> beam.combiners.ToDict()
-            | 'FillZeros' >> beam.Map(lambda d, names=self._names: {n: d.get(n, 0) for n in names})
+            (sized, zeros)
+            | 'WithZeros' >> beam.Flatten()
+            | 'GroupPerName' >> beam.GroupByKey()
+            | 'SumPerName' >> beam.MapTuple(lambda name, sizes: (None, (name, sum(sizes))))
+            | 'GroupAll' >> beam.GroupByKey()
+            | 'ToDict'
+            >> beam.MapTuple(lambda _, pairs, names=self._names: _ordered(dict(pairs), names))
         )
+
+
+def _ordered(totals: dict, names: tuple[str, ...]) -> dict:
+    return {n: totals.get(n, 0) for n in names}

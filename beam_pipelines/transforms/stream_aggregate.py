@@ -7,7 +7,7 @@ window has closed (the ``late`` output: dead-letter envelopes, stage ``late``) a
 batch, and every event ends up in exactly one of: accepted (``events``), ``duplicates``,
 ``late``.
 
-State is one pickled ``_ShardState`` per shard (``ReadModifyWriteStateSpec``): open windows as
+State is one pickled ``ShardState`` per shard (``ReadModifyWriteStateSpec``): open windows as
 partial aggregates and the remembered ids; both shrink as the watermark passes.
 """
 
@@ -113,7 +113,7 @@ class AggregateStream(beam.PTransform):
 
 
 @dataclasses.dataclass
-class _ShardState:
+class ShardState:
     panes: WindowPanes
     seen: SeenIds
     event_timer: int | None = None
@@ -148,7 +148,7 @@ class _ShardWindowsFn(beam.DoFn):
         processing_timer=beam.DoFn.TimerParam(PROCESSING),
     ):
         _, events = element
-        st = state.read() or _ShardState(
+        st = state.read() or ShardState(
             WindowPanes(self._window, self._trigger), SeenIds(self._horizon_us)
         )
         unique, duplicates = st.seen.drop_seen(events, event_micros(events))
@@ -158,7 +158,7 @@ class _ShardWindowsFn(beam.DoFn):
         accepted, late = st.panes.split_late(unique)
         if late.num_rows:
             self._late.inc(late.num_rows)
-            for envelope in _late_envelopes(late, st.panes, self._pipeline):
+            for envelope in late_envelopes(late, st.panes, self._pipeline):
                 yield pvalue.TaggedOutput(LATE, envelope)
         if accepted.num_rows:
             st.panes.add(accepted)
@@ -211,12 +211,12 @@ class _ShardWindowsFn(beam.DoFn):
                 self._panes[timing].inc(n)
             yield panes
 
-    def _retractions(self, st: _ShardState):
+    def _retractions(self, st: ShardState):
         retracted = st.panes.take_retractions()
         if retracted.num_rows:
             yield pvalue.TaggedOutput(RETRACTIONS, retracted)
 
-    def _arm(self, st: _ShardState, watermark_timer, processing_timer) -> None:
+    def _arm(self, st: ShardState, watermark_timer, processing_timer) -> None:
         due = [t for t in (st.panes.next_timer(), st.seen.next_forget) if t is not None]
         if due and min(due) != st.event_timer:
             st.event_timer = min(due)
@@ -234,7 +234,7 @@ def _value_counts(column):
     return counts.field('values').to_pylist(), counts.field('counts').to_pylist()
 
 
-def _late_envelopes(late: pa.Table, panes: WindowPanes, pipeline: str):
+def late_envelopes(late: pa.Table, panes: WindowPanes, pipeline: str):
     lateness = panes.trigger.allowed_lateness_secs
     watermark = Timestamp(micros=panes.watermark).to_rfc3339()
     data = late.drop_columns([c for c in META_COLUMNS if c in late.column_names])
