@@ -69,10 +69,13 @@ from beam_pipelines.schema import compile_schema
 from beam_pipelines.schema import load_model
 from beam_pipelines.transforms.aggregate import AggregateWindows
 from beam_pipelines.transforms.cleanse import CleanseEvents
+from beam_pipelines.transforms.completion import RunAfter
 from beam_pipelines.transforms.counting import CountAs
 from beam_pipelines.transforms.counting import SumCounts
 from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
+from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
+from beam_pipelines.transforms.micro_batch import commit_state
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
 from beam_pipelines.transforms.stream_aggregate import AggregateStream
@@ -114,6 +117,21 @@ class Config:
     streaming: bool = False
     trigger: TriggerSpec = dataclasses.field(default_factory=TriggerSpec)
     dedup_horizon_secs: float = 3600.0
+    state_dir: str | None = None
+    out_of_orderness_secs: float = 0.0
+    every_secs: float | None = None
+    runs: int | None = None
+    run_id: str = 'run'
+
+    @property
+    def part_prefix(self) -> str:
+        """Output file prefix: incremental runs add files, one set per run."""
+        return f'run-{self.run_id}' if self.state_dir is not None else 'part'
+
+    @property
+    def panes(self) -> bool:
+        """Aggregates come as panes (streaming or incremental runs), not one final result."""
+        return self.streaming or self.state_dir is not None
 
     @classmethod
     def from_options(cls, options, match_input: bool = True) -> Config:
@@ -171,7 +189,25 @@ class Config:
         except ValueError as exc:
             raise cli.UsageError(str(exc)) from None
         streaming = bool(options.view_as(StandardOptions).streaming)
-        if streaming:
+        every = _every_secs(trig)
+        runner = str(options.view_as(StandardOptions).runner or 'DirectRunner')
+        if streaming and runner.split('.')[-1] in _LOCAL_RUNNERS:
+            raise cli.UsageError(
+                "--streaming needs a streaming runner (Flink, Dataflow): Beam's Python "
+                'DirectRunner does not hold the watermark for user timers, so panes fired at the '
+                'end of the input could be lost. Locally, run with --state_dir DIR (and --every '
+                '5s): the same panes, fired per run'
+            )
+        if trig.state_dir is not None and streaming:
+            raise cli.UsageError(
+                '--state_dir is for incremental bounded runs; a --streaming job keeps its state '
+                'in the runner'
+            )
+        if trig.out_of_orderness_secs < 0:
+            raise cli.UsageError(
+                f'--out_of_orderness_secs must be >= 0, got {trig.out_of_orderness_secs}'
+            )
+        if streaming or trig.state_dir is not None:
             if window.kind == 'session' and not trigger.accumulating:
                 raise cli.UsageError(
                     '--window_type session needs --accumulation accumulating: a discarding pane '
@@ -209,10 +245,40 @@ class Config:
             streaming=streaming,
             trigger=trigger,
             dedup_horizon_secs=trig.dedup_horizon_secs,
+            state_dir=trig.state_dir.rstrip('/') if trig.state_dir else None,
+            out_of_orderness_secs=trig.out_of_orderness_secs,
+            every_secs=every,
+            runs=trig.runs,
         )
 
     def path(self, *parts: str) -> str:
         return FileSystems.join(self.output_dir, *parts)
+
+
+_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0}
+_LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
+
+
+def _every_secs(trig) -> float | None:
+    if trig.every is None:
+        if trig.runs is not None:
+            raise cli.UsageError('--runs needs --every')
+        return None
+    if trig.state_dir is None:
+        raise cli.UsageError('--every needs --state_dir (where state is kept between runs)')
+    text = trig.every.strip().lower()
+    unit = next((u for u in ('ms', 's', 'm', 'h') if text.endswith(u)), '')
+    try:
+        secs = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        secs = -1.0
+    if not secs > 0:
+        raise cli.UsageError(
+            f"--every must be a positive duration like '5s' or '1m', got {trig.every!r}"
+        )
+    if trig.runs is not None and trig.runs < 1:
+        raise cli.UsageError(f'--runs must be >= 1, got {trig.runs}')
+    return secs
 
 
 def _match_input(pattern: str, input_format: str | None) -> tuple[int, int]:
@@ -276,8 +342,21 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
     )
     # One shuffle serves both steps: sharding by the aggregation key brings every copy of an
     # event (an exact retransmission has the same key) and every event of a key together.
-    late = retractions = None
-    if config.streaming:
+    late = retractions = state = None
+    if config.state_dir is not None:
+        stream = validated.valid | 'AggregateIncrementally' >> AggregateMicroBatch(
+            config.window,
+            config.trigger,
+            config.num_shards,
+            config.dedup_horizon_secs,
+            PIPELINE_NAME,
+            state_dir=config.state_dir,
+            out_of_orderness_secs=config.out_of_orderness_secs,
+            run_id=config.run_id,
+        )
+        events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
+        late, retractions, state = stream.late, stream.retractions, stream.state
+    elif config.streaming:
         stream = validated.valid | 'AggregateStream' >> AggregateStream(
             config.window,
             config.trigger,
@@ -305,7 +384,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         aggregates | 'CountAggregates' >> CountAs('aggregates'),
     ]
     names = list(COUNTS)
-    if config.streaming:
+    if config.panes:
         sized.append(late | 'CountLate' >> CountAs('late', one))
         sized.append(retractions | 'CountRetractions' >> CountAs('retractions'))
         names += ['late', 'retractions']
@@ -335,27 +414,39 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         written = [
             events
             | 'WriteEvents'
-            >> WriteTablesToParquet(config.path('events', 'part'), schema.event_arrow_schema()),
+            >> WriteTablesToParquet(
+                config.path('events', config.part_prefix), schema.event_arrow_schema()
+            ),
             aggregates
             | 'WriteAggregates'
             >> WriteTablesToParquet(
-                config.path('aggregates', 'part'),
-                PANE_SCHEMA if config.streaming else AGGREGATE_SCHEMA,
+                config.path('aggregates', config.part_prefix),
+                PANE_SCHEMA if config.panes else AGGREGATE_SCHEMA,
             ),
             all_dead_letters
-            | 'WriteDeadLetters' >> WriteDeadLetters(config.path('dead_letter', 'part')),
+            | 'WriteDeadLetters'
+            >> WriteDeadLetters(config.path('dead_letter', config.part_prefix)),
             # The counts include the PostgreSQL and Redis loads: the summary comes after them.
             counts
             | 'WriteRunSummary'
             >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config)),
         ]
-        if config.streaming:
+        if config.panes:
             written += [
-                late | 'WriteLate' >> WriteDeadLetters(config.path('late', 'part')),
+                late | 'WriteLate' >> WriteDeadLetters(config.path('late', config.part_prefix)),
                 retractions
                 | 'WriteRetractions'
-                >> WriteTablesToParquet(config.path('retractions', 'part'), RETRACTION_SCHEMA),
+                >> WriteTablesToParquet(
+                    config.path('retractions', config.part_prefix), RETRACTION_SCHEMA
+                ),
             ]
+        if state is not None:
+            # The state moves forward only with the outputs it produced; the stream entries are
+            # acknowledged after that, so a crash in between re-reads them as duplicates.
+            committed = (*written,) | 'CommitState' >> RunAfter(
+                commit_state, on=state | 'AllStateFiles' >> beam.combiners.ToList()
+            )
+            written.append(committed)
         if stream_read is not None:
             _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
                 config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
@@ -383,12 +474,14 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'redis_url': redact(config.redis_url) if config.redis_url else None,
             'redis_prefix': config.redis_layout.prefix if config.redis_url else None,
             'streaming': config.streaming,
+            'state_dir': config.state_dir,
+            'run_id': config.run_id if config.state_dir else None,
             **(
                 {
                     'trigger': dataclasses.asdict(config.trigger),
                     'dedup_horizon_secs': config.dedup_horizon_secs,
                 }
-                if config.streaming
+                if config.panes
                 else {}
             ),
         },
@@ -398,7 +491,7 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'dead_letter': config.path('dead_letter') + '/',
             **(
                 {'late': config.path('late') + '/', 'retractions': config.path('retractions') + '/'}
-                if config.streaming
+                if config.panes
                 else {}
             ),
             'summary': config.path(SUMMARY_FILE),
@@ -442,7 +535,7 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
     c = summary['counts']
     read = c.get('read', 0)
     rate = read / seconds if seconds > 0 else 0.0
-    streaming = summary['options'].get('streaming')
+    streaming = summary['options'].get('streaming') or summary['options'].get('state_dir')
     terms = 'valid + dead_letter + duplicates' + (' + late' if streaming else '')
     identity = (
         f'read = {terms}: holds'
@@ -467,7 +560,11 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Parses flags, runs the pipeline, prints its summary; returns the exit status."""
+    """Parses flags, runs the pipeline (once, or ``--every`` interval), prints its summaries.
+
+    Returns:
+        The exit status: 0, or that of the first run that did not succeed.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     options = cli.parse_pipeline_args(argv)
     # The launcher itself lists, reads and clears files: give Beam's filesystems the options
@@ -476,7 +573,32 @@ def run(argv: list[str] | None = None) -> int:
     config = Config.from_options(options)
     if config.postgres_url is not None:
         prepare_warehouse(config)
-    clear_outputs(config)
+    if config.state_dir is None:
+        clear_outputs(config)
+    if config.every_secs is None:
+        return _run_once(options, dataclasses.replace(config, run_id=_new_run_id()))
+    # Local continuous mode: a bounded run per tick, state carried in --state_dir.
+    done = 0
+    next_start = time.monotonic()
+    while config.runs is None or done < config.runs:
+        delay = next_start - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        next_start = time.monotonic() + config.every_secs
+        # A file input is read again on every run; its duplicates are dropped by the ids kept.
+        status = _run_once(options, dataclasses.replace(config, run_id=_new_run_id()))
+        if status != 0:
+            return status
+        done += 1
+    return 0
+
+
+def _new_run_id() -> str:
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime('%Y%m%dT%H%M%S') + f'{now.microsecond:06d}Z'
+
+
+def _run_once(options, config: Config) -> int:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config)
@@ -490,7 +612,7 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return cli.EXIT_FAILED
-    print(format_summary(summary, seconds))
+    print(format_summary(summary, seconds), flush=True)
     if not summary['balanced']:
         print(
             f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',

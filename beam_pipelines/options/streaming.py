@@ -40,3 +40,26 @@ class TriggerOptions(PipelineOptions):
             help='How long, in event time, an event_id is remembered for deduplication '
             '(streaming).',
         )
+        parser.add_argument(
+            '--state_dir',
+            default=None,
+            help='Run incrementally: keep open windows, remembered ids and the watermark here '
+            'between runs (any Beam filesystem path); each run fires the panes that are due.',
+        )
+        parser.add_argument(
+            '--out_of_orderness_secs',
+            type=float,
+            default=0.0,
+            help='With --state_dir: the watermark stays this far behind the latest event time.',
+        )
+        parser.add_argument(
+            '--every',
+            default=None,
+            help="With --state_dir: rerun every interval (e.g. '5s', '1m') until interrupted.",
+        )
+        parser.add_argument(
+            '--runs',
+            type=int,
+            default=None,
+            help='With --every: stop after this many runs (default: run until interrupted).',
+        )
