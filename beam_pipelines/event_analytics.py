@@ -129,6 +129,13 @@ class Config:
         return f'run-{self.run_id}' if self.state_dir is not None else 'part'
 
     @property
+    def accumulation(self) -> str | None:
+        """How sinks apply panes: None (final results), 'accumulating' or 'discarding'."""
+        if not self.panes:
+            return None
+        return 'accumulating' if self.trigger.accumulating else 'discarding'
+
+    @property
     def panes(self) -> bool:
         """Aggregates come as panes (streaming or incremental runs), not one final result."""
         return self.streaming or self.state_dir is not None
@@ -394,8 +401,9 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             'events': events,
             'aggregates': aggregates,
             'dead_letter': dead_letter,
+            **({'retractions': retractions} if config.panes else {}),
         } | 'WriteWarehouse' >> WriteToWarehouse(
-            config.postgres_url, config.pg_schema, PIPELINE_NAME
+            config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
         )
         for table, written in loaded.written.items():
             sized.append(written | f'CountLoaded[{table}]' >> CountAs(f'postgres_{table}', int))
@@ -406,7 +414,9 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             beam.Flatten()
         )
     if write and config.redis_url is not None:
-        commands = aggregates | 'WriteRedis' >> WriteToRedis(config.redis_url, config.redis_layout)
+        commands = aggregates | 'WriteRedis' >> WriteToRedis(
+            config.redis_url, config.redis_layout, config.accumulation
+        )
         sized.append(commands | 'CountRedisCommands' >> CountAs('redis_commands', int))
         names.append('redis_commands')
     counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)

@@ -396,9 +396,10 @@ def finalize(partials: pa.Table) -> pa.Table:
             partials.column('count'),
             partials.column('value_count'),
             pa.array(total.to_numpy(zero_copy_only=False), pa.float64(), mask=empty),
-            partials.column('min'),
-            partials.column('max'),
-            partials.column('mean'),
+            # No values in the window: no min, max or mean (null, not NaN).
+            pa.array(lo, pa.float64(), mask=empty),
+            pa.array(hi, pa.float64(), mask=empty),
+            pa.array(_np(partials, 'mean', np.float64), pa.float64(), mask=empty),
             pa.array(stddev, pa.float64(), mask=n < 2),
             pa.array(p50, pa.float64(), mask=empty),
             pa.array(p95, pa.float64(), mask=empty),

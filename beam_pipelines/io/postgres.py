@@ -119,6 +119,9 @@ class PostgresTarget:
         schema: the database schema holding the table.
         update: on conflict, update the non-key columns (True) or keep the existing row.
         json_columns: columns cast to ``jsonb`` when merged.
+        on_conflict: a custom ``DO UPDATE ...`` clause (overrides ``update``); it may refer to the
+            stored row by the table's name and to the incoming one as ``EXCLUDED``.
+        delete: the rows name keys to delete (``columns`` must be the key), not rows to upsert.
     """
 
     table: str
@@ -127,6 +130,8 @@ class PostgresTarget:
     schema: str = 'public'
     update: bool = True
     json_columns: tuple[str, ...] = ()
+    on_conflict: str | None = None
+    delete: bool = False
 
     def __post_init__(self):
         for name in (self.table, self.schema, *self.columns, *self.key):
@@ -140,13 +145,18 @@ class PostgresTarget:
         return f'{ident(self.schema)}.{ident(self.table)}'
 
     def merge_sql(self, staging: str) -> str:
+        if self.delete:
+            match = ' AND '.join(f't.{ident(c)} = s.{ident(c)}' for c in self.key)
+            return f'DELETE FROM {self.qualified} t USING {staging} s WHERE {match}'
         cols = ', '.join(ident(c) for c in self.columns)
         select = ', '.join(
             f'{ident(c)}::jsonb' if c in self.json_columns else ident(c) for c in self.columns
         )
         conflict = ', '.join(ident(c) for c in self.key)
         rest = [c for c in self.columns if c not in self.key]
-        if self.update and rest:
+        if self.on_conflict is not None:
+            action = self.on_conflict
+        elif self.update and rest:
             action = 'DO UPDATE SET ' + ', '.join(f'{ident(c)} = EXCLUDED.{ident(c)}' for c in rest)
         else:
             action = 'DO NOTHING'
@@ -286,10 +296,17 @@ class _WriteFn(beam.DoFn):
         if self._before_load is not None:
             self._before_load(cur, table)
         staging = ident(f'_stage_{self._target.table}')
-        cur.execute(
-            f'CREATE TEMP TABLE IF NOT EXISTS {staging} '
-            f'(LIKE {self._target.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
-        )
+        if self._target.delete:  # only the key columns (the table's NOT NULLs don't apply)
+            cols = ', '.join(ident(c) for c in self._target.columns)
+            cur.execute(
+                f'CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS '
+                f'SELECT {cols} FROM {self._target.qualified} WITH NO DATA'
+            )
+        else:
+            cur.execute(
+                f'CREATE TEMP TABLE IF NOT EXISTS {staging} '
+                f'(LIKE {self._target.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+            )
         for name in self._target.json_columns:
             cur.execute(f'ALTER TABLE {staging} ALTER COLUMN {ident(name)} TYPE text')
         buffer = io.BytesIO()

@@ -57,7 +57,79 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return #old
 """
+# Panes (streaming and incremental runs). One call per window row:
+# KEYS[1] = series, KEYS[2] = series data, KEYS[3] = latest hash;
+# ARGV[1] = window start (ms), ARGV[2] = the pane as JSON (stats, pane_index, window_end_ms),
+# ARGV[3] = 'accumulating' | 'discarding', ARGV[4] = TTL (s).
+# A pane whose index is not above the stored one is a replay or arrived out of order: ignored.
+# Accumulating panes replace the stored values; discarding panes are merged into them (counts and
+# sums added, min/max, mean, stddev by Chan et al.; quantiles cannot be merged: null).
+_PANE_LUA = """
+local function num(v)
+  if v == nil or v == cjson.null then return nil end
+  return tonumber(v)
+end
+local function pick(f, a, b)
+  if a == nil then return b end
+  if b == nil then return a end
+  return f(a, b)
+end
+local function merge(a, b)
+  local na, nb = num(a.value_count) or 0, num(b.value_count) or 0
+  local n = na + nb
+  local r = {}
+  for k, v in pairs(b) do r[k] = v end
+  r.count = (num(a.count) or 0) + (num(b.count) or 0)
+  r.value_count = n
+  r.min = pick(math.min, num(a.min), num(b.min)) or cjson.null
+  r.max = pick(math.max, num(a.max), num(b.max)) or cjson.null
+  if n > 0 then
+    r.sum = (num(a.sum) or 0) + (num(b.sum) or 0)
+    r.mean = r.sum / n
+  else
+    r.sum, r.mean = cjson.null, cjson.null
+  end
+  local m2 = (num(a.stddev) or 0) ^ 2 * math.max(na - 1, 0)
+    + (num(b.stddev) or 0) ^ 2 * math.max(nb - 1, 0)
+  if na > 0 and nb > 0 then
+    m2 = m2 + (num(b.mean) - num(a.mean)) ^ 2 * na * nb / n
+  end
+  if n >= 2 then r.stddev = math.sqrt(m2 / (n - 1)) else r.stddev = cjson.null end
+  for _, q in ipairs({'p50', 'p95'}) do
+    if na == 0 then r[q] = b[q] elseif nb == 0 then r[q] = a[q] else r[q] = cjson.null end
+  end
+  return r
+end
+local new = cjson.decode(ARGV[2])
+local encoded = ARGV[2]
+local old_raw = redis.call('HGET', KEYS[2], ARGV[1])
+if old_raw then
+  local old = cjson.decode(old_raw)
+  if num(old.pane_index) ~= nil and num(old.pane_index) >= num(new.pane_index) then
+    return 0
+  end
+  if ARGV[3] == 'discarding' then
+    new = merge(old, new)
+    encoded = cjson.encode(new)
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], encoded)
+local current = redis.call('HGET', KEYS[3], 'window_start_ms')
+if (not current) or tonumber(current) <= tonumber(ARGV[1]) then
+  local fields = {'window_start_ms', ARGV[1]}
+  for k, v in pairs(new) do
+    if v == cjson.null then v = '' elseif type(v) == 'boolean' then v = tostring(v) end
+    fields[#fields + 1] = k
+    fields[#fields + 1] = v
+  end
+  redis.call('HSET', KEYS[3], unpack(fields))
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
 _STATS = ('count', 'value_count', 'sum', 'min', 'max', 'mean', 'stddev', 'p50', 'p95')
+_PANE = ('pane_timing', 'pane_index', 'is_final')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,25 +168,34 @@ class WriteToRedis(beam.PTransform):
     Args:
         url: a Redis URL (``redis://host:6379/0``).
         layout: keys, TTL and series length.
+        accumulation: None for final aggregates; 'accumulating' or 'discarding' for panes
+            (``PANE_SCHEMA``), which a Lua script applies per window: replaced or added, and
+            never twice (see ``_PANE_LUA``).
     """
 
-    def __init__(self, url: str, layout: RedisLayout = RedisLayout()):
+    def __init__(
+        self, url: str, layout: RedisLayout = RedisLayout(), accumulation: str | None = None
+    ):
         super().__init__()
         if not url:
             raise ValueError('url must be a Redis URL')
+        if accumulation not in (None, 'accumulating', 'discarding'):
+            raise ValueError(f'accumulation must be accumulating or discarding: {accumulation!r}')
         self._url = url
         self._layout = layout
+        self._accumulation = accumulation
 
     def expand(self, aggregates):
         return aggregates | 'WriteAggregates' >> beam.ParDo(
-            _WriteAggregatesFn(self._url, self._layout)
+            _WriteAggregatesFn(self._url, self._layout, self._accumulation)
         )
 
 
 class _WriteAggregatesFn(beam.DoFn):
-    def __init__(self, url: str, layout: RedisLayout):
+    def __init__(self, url: str, layout: RedisLayout, accumulation: str | None = None):
         self._url = url
         self._layout = layout
+        self._accumulation = accumulation
         self._client = None
 
     def setup(self):
@@ -126,6 +207,7 @@ class _WriteAggregatesFn(beam.DoFn):
         )
         self._latest = self._client.register_script(_LATEST_LUA)
         self._trim_script = self._client.register_script(_TRIM_LUA)
+        self._pane_script = self._client.register_script(_PANE_LUA)
         self._ops = Metrics.counter(NAMESPACE, 'redis_commands')
         self._latency = Metrics.distribution(NAMESPACE, 'redis_write_ms')
 
@@ -138,7 +220,10 @@ class _WriteAggregatesFn(beam.DoFn):
         if table.num_rows == 0:
             return
         started = time.monotonic()
-        sent = self._write_series(table) + self._write_latest(_latest_per_key(table))
+        if self._accumulation is not None:
+            sent = self._write_panes(table)
+        else:
+            sent = self._write_series(table) + self._write_latest(_latest_per_key(table))
         self._latency.update(int((time.monotonic() - started) * 1000))
         self._ops.inc(sent)
         yield sent
@@ -157,6 +242,34 @@ class _WriteAggregatesFn(beam.DoFn):
             pipe.hset(data, start_ms, orjson.dumps(row['stats']))
             touched.add((entity, etype))
             sent += 2
+            if i % lay.chunk == 0:
+                sent += self._trim(pipe, touched)
+                pipe.execute()
+                touched.clear()
+        sent += self._trim(pipe, touched)
+        pipe.execute()
+        return sent
+
+    def _write_panes(self, table: pa.Table) -> int:
+        lay = self._layout
+        panes = table.select(list(_PANE)).to_pylist()
+        pipe = self._client.pipeline(transaction=False)
+        touched = set()
+        sent = 0
+        for i, (row, pane) in enumerate(zip(_rows(table), panes, strict=True), 1):
+            entity, etype = row['entity_id'], row['event_type']
+            value = {**row['stats'], **pane, 'window_end_ms': row['end_ms']}
+            self._pane_script(
+                keys=[
+                    lay.series(entity, etype),
+                    lay.series_data(entity, etype),
+                    lay.latest(entity, etype),
+                ],
+                args=[row['start_ms'], orjson.dumps(value), self._accumulation, lay.ttl_secs],
+                client=pipe,
+            )
+            touched.add((entity, etype))
+            sent += 1
             if i % lay.chunk == 0:
                 sent += self._trim(pipe, touched)
                 pipe.execute()

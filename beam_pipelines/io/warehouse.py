@@ -51,25 +51,27 @@ class WriteToWarehouse(beam.PTransform):
         url: libpq URL or DSN (missing parts come from the ``PG*`` environment variables).
         schema: the database schema (see ``python -m beam_pipelines.warehouse migrate``).
         pipeline_name: names the pipeline in dead letters.
+        accumulation: None for final aggregates (batch); 'accumulating' or 'discarding' when the
+            aggregates are panes (``PANE_SCHEMA``): an accumulating pane replaces the stored row
+            if it is not older; a discarding pane is added to it (each pane once). The optional
+            ``retractions`` output (merged-away sessions) is deleted.
     """
 
-    def __init__(self, url: str, schema: str, pipeline_name: str):
+    def __init__(self, url: str, schema: str, pipeline_name: str, accumulation: str | None = None):
         super().__init__()
+        if accumulation not in (None, 'accumulating', 'discarding'):
+            raise ValueError(f'accumulation must be accumulating or discarding: {accumulation!r}')
         self._url = url
         self._schema = schema
         self._pipeline_name = pipeline_name
+        self._accumulation = accumulation
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> WarehouseResult:
         s = self._schema
         events = PostgresTarget(
             'events', EVENT_COLUMNS, ('event_id', 'event_time'), s, json_columns=('attributes',)
         )
-        aggregates = PostgresTarget(
-            'aggregates',
-            tuple(AGGREGATE_SCHEMA.names),
-            ('entity_id', 'event_type', 'window_start', 'window_end'),
-            s,
-        )
+        aggregates = aggregates_target(s, self._accumulation)
         dead = PostgresTarget(
             'dead_letters', DEAD_LETTER_COLUMNS, ('id',), s, update=False, json_columns=('source',)
         )
@@ -91,8 +93,70 @@ class WriteToWarehouse(beam.PTransform):
                 | 'LoadDeadLetters' >> WriteToPostgres(self._url, dead, self._pipeline_name)
             ),
         }
+        if 'retractions' in outputs:
+            retracted = PostgresTarget('aggregates', WINDOW_KEY, WINDOW_KEY, s, delete=True)
+            results['retractions'] = outputs['retractions'] | 'DeleteRetracted' >> WriteToPostgres(
+                self._url, retracted, self._pipeline_name
+            )
         refused = [r[DEAD_LETTER] for r in results.values()] | 'RefusedRows' >> beam.Flatten()
         return WarehouseResult({k: r[WRITTEN] for k, r in results.items()}, refused)
+
+
+WINDOW_KEY = ('entity_id', 'event_type', 'window_start', 'window_end')
+PANE_COLUMNS = ('pane_timing', 'pane_index', 'is_final')
+_STATS = tuple(c for c in AGGREGATE_SCHEMA.names if c not in WINDOW_KEY)
+
+
+def aggregates_target(schema: str, accumulation: str | None) -> PostgresTarget:
+    """How aggregate rows (final, or panes of either accumulation mode) land."""
+    t = 'aggregates'
+    if accumulation is None:  # final results: replace, and forget any pane a stream stored
+        sets = [f'{c} = EXCLUDED.{c}' for c in _STATS] + [f'{c} = NULL' for c in PANE_COLUMNS]
+        return PostgresTarget(
+            t, tuple(AGGREGATE_SCHEMA.names), WINDOW_KEY, schema, on_conflict=_update(sets)
+        )
+    columns = (*AGGREGATE_SCHEMA.names, *PANE_COLUMNS)
+    if accumulation == 'accumulating':
+        # A pane holds the whole window: it replaces an older pane; a replayed or
+        # out-of-order older pane changes nothing.
+        sets = [f'{c} = EXCLUDED.{c}' for c in (*_STATS, *PANE_COLUMNS)]
+        where = f'{t}.pane_index IS NULL OR EXCLUDED.pane_index >= {t}.pane_index'
+        return PostgresTarget(t, columns, WINDOW_KEY, schema, on_conflict=_update(sets, where))
+    # Discarding: a pane holds what is new; add it once (a replayed pane has an index already
+    # applied). Counts, sums, min/max and mean merge exactly, stddev with Chan et al.'s formula;
+    # quantiles cannot be merged from two quantiles, so they become NULL once two panes with
+    # values meet.
+    na, nb = f'{t}.value_count', 'EXCLUDED.value_count'
+    n = f'({na} + {nb})'
+    m2 = (
+        f'coalesce({t}.stddev, 0) ^ 2 * greatest({na} - 1, 0)'
+        f' + coalesce(EXCLUDED.stddev, 0) ^ 2 * greatest({nb} - 1, 0)'
+        f' + CASE WHEN {na} > 0 AND {nb} > 0 THEN (EXCLUDED.mean - {t}.mean) ^ 2'
+        f' * {na}::float8 * {nb} / {n} ELSE 0 END'
+    )
+
+    def quantile(c: str) -> str:
+        return f'{c} = CASE WHEN {na} = 0 THEN EXCLUDED.{c} WHEN {nb} = 0 THEN {t}.{c} END'
+
+    sets = [
+        f'count = {t}.count + EXCLUDED.count',
+        f'value_count = {n}',
+        f'sum = CASE WHEN {n} > 0 THEN coalesce({t}.sum, 0) + coalesce(EXCLUDED.sum, 0) END',
+        f'min = least({t}.min, EXCLUDED.min)',
+        f'max = greatest({t}.max, EXCLUDED.max)',
+        f'mean = CASE WHEN {n} > 0 THEN (coalesce({t}.sum, 0) + coalesce(EXCLUDED.sum, 0))'
+        f' / {n} END',
+        f'stddev = CASE WHEN {n} >= 2 THEN sqrt(({m2}) / ({n} - 1)) END',
+        quantile('p50'),
+        quantile('p95'),
+        *(f'{c} = EXCLUDED.{c}' for c in PANE_COLUMNS),
+    ]
+    where = f'{t}.pane_index IS NULL OR EXCLUDED.pane_index > {t}.pane_index'
+    return PostgresTarget(t, columns, WINDOW_KEY, schema, on_conflict=_update(sets, where))
+
+
+def _update(sets: list[str], where: str | None = None) -> str:
+    return 'DO UPDATE SET ' + ', '.join(sets) + (f' WHERE {where}' if where else '')
 
 
 class _EventPartitions:

@@ -6,7 +6,9 @@ Tables (in the schema given, ``public`` by default):
   on demand; primary key ``(event_id, event_time)``. PostgreSQL requires the partition key in
   every unique constraint; an event's time is part of its data, so a re-run upserts the same
   row and ``count(*) = count(distinct event_id)`` holds.
-* ``aggregates`` — one row per (entity_id, event_type, window_start, window_end).
+* ``aggregates`` — one row per (entity_id, event_type, window_start, window_end); streaming and
+  incremental runs also record the pane it holds (``pane_timing``, ``pane_index``,
+  ``is_final``; NULL for batch runs, whose rows are final).
 * ``anomalies`` — scored points from the anomaly detectors.
 * ``dead_letters`` — the project's envelope, keyed by a hash of its content and origin, so a
   re-run does not add copies.
@@ -92,6 +94,16 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         CREATE INDEX IF NOT EXISTS dead_letters_time ON {s}.dead_letters (processing_time);
         CREATE INDEX IF NOT EXISTS dead_letters_type ON {s}.dead_letters (stage, error_type);
+        """,
+    ),
+    (
+        2,
+        'aggregate panes (streaming and incremental runs)',
+        """
+        ALTER TABLE {s}.aggregates
+            ADD COLUMN IF NOT EXISTS pane_timing text,
+            ADD COLUMN IF NOT EXISTS pane_index bigint,
+            ADD COLUMN IF NOT EXISTS is_final boolean;
         """,
     ),
 )

@@ -83,7 +83,7 @@ def test_redact_hides_passwords():
 def test_migrate_is_idempotent(pg_url, pg_schema):
     conn = psycopg2.connect(pg_url)
     try:
-        assert migrate(conn, pg_schema) == [1]
+        assert migrate(conn, pg_schema) == [1, 2]
         assert migrate(conn, pg_schema) == []
     finally:
         conn.close()
