@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench bench-sinks migrate sample clean
+.PHONY: install run test lint format bench bench-sinks bench-latency migrate sample clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 # Needs PostgreSQL and Redis (PG*/REDIS_URL as in the README).
 bench-sinks: $(STAMP)
 	$(BIN)/python -m beam_pipelines.bench_sinks --events 200000
+
+# Needs Redis: local continuous mode, event appended -> pane visible in Redis.
+bench-latency: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench_latency --rate 10000 --seconds 30 --every 1s
 
 migrate: $(STAMP)
 	$(BIN)/python -m beam_pipelines.warehouse migrate --postgres_url '$(POSTGRES_URL)'

@@ -161,10 +161,12 @@ class Config:
         if src.source == 'redis_stream':
             if not (rd.redis_url and src.stream_name):
                 raise cli.UsageError('--source redis_stream needs --redis_url and --stream_name')
-            if not src.stop_at_end:
+            trig = options.view_as(TriggerOptions)
+            if not (src.stop_at_end or trig.every):
                 raise cli.UsageError(
-                    'continuous reading is not available on this runner yet: pass --stop_at_end '
-                    'to read everything pending and stop'
+                    'an unbounded read needs a streaming runner: pass --stop_at_end to read '
+                    'everything pending and stop, or --state_dir DIR --every 5s to do that on a '
+                    'schedule'
                 )
         elif not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
@@ -456,7 +458,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             committed = (*written,) | 'CommitState' >> RunAfter(
                 commit_state, on=state | 'AllStateFiles' >> beam.combiners.ToList()
             )
-            written.append(committed)
+            written = [committed]  # it completes after every output: waiting on it is enough
         if stream_read is not None:
             _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
                 config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
