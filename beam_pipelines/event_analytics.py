@@ -121,12 +121,12 @@ class Config:
     out_of_orderness_secs: float = 0.0
     every_secs: float | None = None
     runs: int | None = None
-    run_id: str = 'run'
 
     @property
     def part_prefix(self) -> str:
-        """Output file prefix: incremental runs add files, one set per run."""
-        return f'run-{self.run_id}' if self.state_dir is not None else 'part'
+        """Output file prefix. Incremental runs write under ``_current/`` (hidden from readers)
+        and :func:`commit_run` moves the files to ``run-<id>-...`` names once all are written."""
+        return '_current/part' if self.state_dir is not None else 'part'
 
     @property
     def accumulation(self) -> str | None:
@@ -361,7 +361,6 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             PIPELINE_NAME,
             state_dir=config.state_dir,
             out_of_orderness_secs=config.out_of_orderness_secs,
-            run_id=config.run_id,
         )
         events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
         late, retractions, state = stream.late, stream.retractions, stream.state
@@ -455,8 +454,10 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         if state is not None:
             # The state moves forward only with the outputs it produced; the stream entries are
             # acknowledged after that, so a crash in between re-reads them as duplicates.
-            committed = (*written,) | 'CommitState' >> RunAfter(
-                commit_state, on=state | 'AllStateFiles' >> beam.combiners.ToList()
+            committed = (*written,) | 'CommitRun' >> RunAfter(
+                commit_run,
+                config.output_dir,
+                on=state | 'AllStateFiles' >> beam.combiners.ToList(),
             )
             written = [committed]  # it completes after every output: waiting on it is enough
         if stream_read is not None:
@@ -487,7 +488,6 @@ def _summary_context(config: Config) -> dict[str, Any]:
             'redis_prefix': config.redis_layout.prefix if config.redis_url else None,
             'streaming': config.streaming,
             'state_dir': config.state_dir,
-            'run_id': config.run_id if config.state_dir else None,
             **(
                 {
                     'trigger': dataclasses.asdict(config.trigger),
@@ -524,6 +524,35 @@ def prepare_warehouse(config: Config) -> None:
         migrate(conn, config.pg_schema)
     finally:
         conn.close()
+
+
+def commit_run(state_files: list[tuple[str, str]], output_dir: str) -> str:
+    """Ends an incremental run once its outputs are written: moves them from ``_current/`` to
+    ``run-<id>-...`` names, then puts the new state in place. Returns the run id.
+
+    A crash between the two leaves the old state: the next run repeats this one, which the
+    sinks absorb (panes carry their index) and the file outputs record twice.
+    """
+    run_id = _new_run_id()
+    current = [FileSystems.join(output_dir, part, '_current', '*') for part in OUTPUT_PARTS]
+    moves = [m.path for r in FileSystems.match(current) for m in r.metadata_list]
+    if moves:
+        FileSystems.rename(moves, [_committed_name(path, run_id) for path in moves])
+    commit_state(state_files)
+    return run_id
+
+
+def _committed_name(path: str, run_id: str) -> str:
+    current_dir, name = path.rsplit('/', 1)
+    return f'{current_dir.rsplit("/", 1)[0]}/run-{run_id}-{name.removeprefix("part-")}'
+
+
+def clear_current(config: Config) -> None:
+    """Deletes what a failed incremental run left under ``_current/``."""
+    patterns = [config.path(part, '_current', '*') for part in OUTPUT_PARTS]
+    stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
 
 
 def clear_outputs(config: Config) -> None:
@@ -587,8 +616,12 @@ def run(argv: list[str] | None = None) -> int:
         prepare_warehouse(config)
     if config.state_dir is None:
         clear_outputs(config)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config)
     if config.every_secs is None:
-        return _run_once(options, dataclasses.replace(config, run_id=_new_run_id()))
+        clear_current(config)
+        return _run_once(pipeline, config, started)
     # Local continuous mode: a bounded run per tick, state carried in --state_dir.
     done = 0
     next_start = time.monotonic()
@@ -597,8 +630,10 @@ def run(argv: list[str] | None = None) -> int:
         if delay > 0:
             time.sleep(delay)
         next_start = time.monotonic() + config.every_secs
-        # A file input is read again on every run; its duplicates are dropped by the ids kept.
-        status = _run_once(options, dataclasses.replace(config, run_id=_new_run_id()))
+        # The pipeline is built once and run again on each tick (building it costs about a
+        # second). A file input is read again every run: the ids kept drop its duplicates.
+        clear_current(config)
+        status = _run_once(pipeline, config)
         if status != 0:
             return status
         done += 1
@@ -610,10 +645,9 @@ def _new_run_id() -> str:
     return now.strftime('%Y%m%dT%H%M%S') + f'{now.microsecond:06d}Z'
 
 
-def _run_once(options, config: Config) -> int:
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, config)
+def _run_once(pipeline: beam.Pipeline, config: Config, started: float | None = None) -> int:
+    """Runs the built pipeline; ``started`` (monotonic) counts its building in the time."""
+    started = time.monotonic() if started is None else started
     pipeline.run().wait_until_finish()
     seconds = time.monotonic() - started
     summary = read_summary(config)

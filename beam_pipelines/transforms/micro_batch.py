@@ -24,6 +24,7 @@ same on every runner.
 from __future__ import annotations
 
 import pickle
+import uuid
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -72,7 +73,6 @@ class AggregateMicroBatch(beam.PTransform):
         window, trigger, num_shards, dedup_horizon_secs, pipeline: as for ``AggregateStream``.
         state_dir: where shard states live between runs; None for a self-contained run.
         out_of_orderness_secs: how far behind the latest event time the watermark stays.
-        run_id: names this run's pending state files (unique per run).
     """
 
     def __init__(
@@ -84,7 +84,6 @@ class AggregateMicroBatch(beam.PTransform):
         pipeline: str = 'beam_pipelines',
         state_dir: str | None = None,
         out_of_orderness_secs: float = 0.0,
-        run_id: str = 'run',
     ):
         super().__init__()
         if num_shards < 1:
@@ -101,7 +100,6 @@ class AggregateMicroBatch(beam.PTransform):
             pipeline,
             state_dir,
             round(out_of_orderness_secs * _US),
-            run_id,
         )
 
     def expand(self, tables) -> MicroBatchAggregates:
@@ -162,14 +160,13 @@ def commit_state(pending: list[tuple[str, str]]) -> int:
 
 
 class _MicroBatchFn(beam.DoFn):
-    def __init__(self, window, trigger, horizon_us, pipeline, state_dir, lag_us, run_id):
+    def __init__(self, window, trigger, horizon_us, pipeline, state_dir, lag_us):
         self._window = window
         self._trigger = trigger
         self._horizon_us = horizon_us
         self._pipeline = pipeline
         self._state_dir = state_dir
         self._lag_us = lag_us
-        self._run_id = run_id
 
     def setup(self):
         self._late = Metrics.counter(NAMESPACE, 'late_records')
@@ -218,7 +215,7 @@ class _MicroBatchFn(beam.DoFn):
             yield pvalue.TaggedOutput(RETRACTIONS, retracted)
         if self._state_dir is not None:
             final = state_path(self._state_dir, shard)
-            pending = f'{final}.{self._run_id}.pending'
+            pending = f'{final}.{uuid.uuid4().hex}.pending'  # this attempt's own file
             with FileSystems.create(pending) as f:
                 f.write(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
             yield pvalue.TaggedOutput(STATE, (pending, final))

@@ -19,7 +19,7 @@ from tests.transforms.test_stream_aggregate import pane_tuples
 FIXED = WindowSpec('fixed', size_secs=60)
 
 
-def run_once(tables, trigger=None, state_dir=None, run_id='r1', commit=True, **kw):
+def run_once(tables, trigger=None, state_dir=None, commit=True, **kw):
     """Runs one micro-batch; returns (panes, late event times, duplicates, accepted ids)."""
     got = {}
     with TestPipeline() as p:
@@ -31,7 +31,6 @@ def run_once(tables, trigger=None, state_dir=None, run_id='r1', commit=True, **k
                 trigger or TriggerSpec(),
                 num_shards=2,
                 state_dir=state_dir,
-                run_id=run_id,
                 **kw,
             )
         )
@@ -94,7 +93,6 @@ def test_state_carries_windows_ids_and_watermark_across_runs(tmp_path):
         ],
         trigger,
         state,
-        run_id='r2',
     )
     assert second['duplicates'] == [1]
     assert sorted(second['accepted']) == ['x3', 'x4']
@@ -102,7 +100,7 @@ def test_state_carries_windows_ids_and_watermark_across_runs(tmp_path):
         ('a', 0.0, 2, 5.0, 'late', 1, True),
         ('a', 60.0, 1, 2.0, 'on_time', 0, True),
     ]
-    third = run_once([batch(('a', 'click', 30, 16.0), ids=['x5'])], trigger, state, run_id='r3')
+    third = run_once([batch(('a', 'click', 30, 16.0), ids=['x5'])], trigger, state)
     assert third['late'] == ['1970-01-01T00:00:30.000000Z']
     assert third.get('panes', []) == []
 
@@ -111,7 +109,7 @@ def test_an_uncommitted_run_leaves_the_state_as_it_was(tmp_path):
     state = str(tmp_path / 'state')
     events = [batch(('a', 'click', 5, 1.0), ('a', 'click', 130, 2.0), ids=['x1', 'x2'])]
     failed = run_once(events, state_dir=state, commit=False)
-    again = run_once(events, state_dir=state, run_id='r2')
+    again = run_once(events, state_dir=state)
     assert sorted(failed['panes']) == sorted(again['panes'])
     assert again.get('duplicates', []) == []
 
@@ -121,6 +119,6 @@ def test_early_panes_every_run_while_the_window_is_open(tmp_path):
     trigger = TriggerSpec(early_firing_secs=5)
     lag = {'out_of_orderness_secs': 100}
     one = run_once([batch(('a', 'click', 5, 1.0), ids=['x1'])], trigger, state, **lag)
-    two = run_once([batch(('a', 'click', 6, 2.0), ids=['x2'])], trigger, state, run_id='r2', **lag)
+    two = run_once([batch(('a', 'click', 6, 2.0), ids=['x2'])], trigger, state, **lag)
     assert one['panes'] == [('a', 0.0, 1, 1.0, 'early', 0, False)]
     assert two['panes'] == [('a', 0.0, 2, 3.0, 'early', 1, False)]
