@@ -11,7 +11,7 @@ REQUIRED = [
     'psycopg2-binary>=2.9,<3',
     'pyarrow>=14,<26',
     'pydantic>=2.5,<3',
-    'redis>=5,<9',
+    'redis[hiredis]>=5,<9',
     'scipy>=1.11,<2',
 ]
 

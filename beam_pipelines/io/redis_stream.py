@@ -166,16 +166,24 @@ class AcknowledgeRedisStream(beam.PTransform):
         )
 
 
+# KEYS[1] = stream; ARGV = group, last id, consumer. Acknowledges this consumer's pending
+# entries up to the id inside Redis, 1000 at a time (acknowledged entries leave the pending list,
+# so every round starts again from '-'): nothing crosses the network per entry.
+_ACK_LUA = """
+local acknowledged = 0
+while true do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', ARGV[2], 1000, ARGV[3])
+  if #pending == 0 then return acknowledged end
+  local ids = {}
+  for i, entry in ipairs(pending) do ids[i] = entry[1] end
+  acknowledged = acknowledged + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+end
+"""
+
+
 def _acknowledge(read_until: str, url: str, stream: str, group: str, consumer: str) -> int:
     client = redis.Redis.from_url(url)
-    acknowledged = 0
     try:
-        while True:
-            pending = client.xpending_range(
-                stream, group, min='-', max=read_until, count=10_000, consumername=consumer
-            )
-            if not pending:
-                return acknowledged
-            acknowledged += client.xack(stream, group, *[p['message_id'] for p in pending])
+        return int(client.eval(_ACK_LUA, 1, stream, group, read_until, consumer))
     finally:
         client.close()
