@@ -42,6 +42,9 @@ from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
 from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.io.files import ReadEventFiles
 from beam_pipelines.io.files import infer_format
+from beam_pipelines.io.message_sources import ReadMessages
+from beam_pipelines.io.message_sources import kafka_reader
+from beam_pipelines.io.message_sources import pubsub_reader
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
@@ -50,6 +53,7 @@ from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
 from beam_pipelines.io.redis_stream import ReadFromRedisStream
 from beam_pipelines.io.redis_stream import stream_uri
+from beam_pipelines.io.redis_stream_sdf import ReadRedisStreamContinuously
 from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
@@ -91,6 +95,7 @@ SUMMARY_FILE = 'run_summary.json'
 COUNTS = ('read', 'valid', 'dead_letter', 'duplicates', 'aggregates')
 STREAMING_COUNTS = (*COUNTS, 'late', 'retractions')
 DEFAULT_SESSION_GAP_SECS = 300.0
+FILE_WINDOW_SECS = 60  # unbounded runs: one set of output files per minute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +123,9 @@ class Config:
     trigger: TriggerSpec = dataclasses.field(default_factory=TriggerSpec)
     dedup_horizon_secs: float = 3600.0
     state_dir: str | None = None
+    kafka: tuple[str | None, str | None, str | None] = (None, None, None)
+    pubsub_subscription: str | None = None
+    stop_at_end: bool = False
     out_of_orderness_secs: float = 0.0
     every_secs: float | None = None
     runs: int | None = None
@@ -127,6 +135,15 @@ class Config:
         """Output file prefix. Incremental runs write under ``_current/`` (hidden from readers)
         and :func:`commit_run` moves the files to ``run-<id>-...`` names once all are written."""
         return '_current/part' if self.state_dir is not None else 'part'
+
+    @property
+    def unbounded(self) -> bool:
+        """The input never ends (a streaming read of a stream, Kafka or Pub/Sub)."""
+        if not self.streaming:
+            return False
+        return self.source in ('kafka', 'pubsub') or (
+            self.source == 'redis_stream' and not self.stop_at_end
+        )
 
     @property
     def accumulation(self) -> str | None:
@@ -162,14 +179,27 @@ class Config:
             if not (rd.redis_url and src.stream_name):
                 raise cli.UsageError('--source redis_stream needs --redis_url and --stream_name')
             trig = options.view_as(TriggerOptions)
-            if not (src.stop_at_end or trig.every):
+            streaming_run = options.view_as(StandardOptions).streaming
+            if not (src.stop_at_end or trig.every or streaming_run):
                 raise cli.UsageError(
                     'an unbounded read needs a streaming runner: pass --stop_at_end to read '
                     'everything pending and stop, or --state_dir DIR --every 5s to do that on a '
                     'schedule'
                 )
+        elif src.source == 'kafka':
+            if not (src.kafka_bootstrap_servers and src.kafka_topic):
+                raise cli.UsageError(
+                    '--source kafka needs --kafka_bootstrap_servers and --kafka_topic'
+                )
+        elif src.source == 'pubsub':
+            if not src.pubsub_subscription:
+                raise cli.UsageError('--source pubsub needs --pubsub_subscription')
         elif not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
+        if src.source in ('kafka', 'pubsub') and not options.view_as(StandardOptions).streaming:
+            raise cli.UsageError(
+                f'--source {src.source} is unbounded: run it with --streaming on Flink or Dataflow'
+            )
         try:
             schema = compile_schema(load_model(inp.schema))
         except SchemaError as exc:
@@ -234,7 +264,10 @@ class Config:
         if match_input and src.source == 'files':
             files, total = _match_input(inp.input, inp.input_format)
         return cls(
-            input=inp.input if src.source == 'files' else stream_uri(rd.redis_url, src.stream_name),
+            input=_source_uri(src, inp, rd),
+            kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
+            pubsub_subscription=src.pubsub_subscription,
+            stop_at_end=bool(src.stop_at_end),
             source=src.source,
             stream_name=src.stream_name,
             consumer_group=src.consumer_group,
@@ -262,6 +295,16 @@ class Config:
 
     def path(self, *parts: str) -> str:
         return FileSystems.join(self.output_dir, *parts)
+
+
+def _source_uri(src, inp, rd) -> str:
+    if src.source == 'redis_stream':
+        return stream_uri(rd.redis_url, src.stream_name)
+    if src.source == 'kafka':
+        return f'kafka://{src.kafka_bootstrap_servers}/{src.kafka_topic}'
+    if src.source == 'pubsub':
+        return f'pubsub://{src.pubsub_subscription}'
+    return inp.input
 
 
 _UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0}
@@ -318,7 +361,7 @@ class Outputs(NamedTuple):
     events: beam.PCollection
     aggregates: beam.PCollection
     dead_letter: beam.PCollection
-    counts: beam.PCollection  # one dict: {name: total} for every name in COUNTS
+    counts: beam.PCollection | None  # one dict {name: total} per name; None when unbounded
     late: beam.PCollection | None = None  # streaming: envelopes of events past the lateness
     retractions: beam.PCollection | None = None  # streaming: sessions merged after a pane
 
@@ -327,7 +370,25 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
     """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
     schema = config.schema
     stream_read = None
-    if config.source == 'redis_stream':
+    if config.source == 'redis_stream' and config.streaming:
+        # Acknowledged by bundle finalization once the runner has committed the outputs.
+        raw = p | 'ReadStream' >> ReadRedisStreamContinuously(
+            config.redis_url,
+            config.stream_name,
+            config.consumer_group,
+            config.consumer_name,
+            batch_rows=config.batch_rows,
+            out_of_orderness_secs=config.out_of_orderness_secs,
+            stop_when_idle=config.stop_at_end,
+        )
+    elif config.source == 'kafka':
+        servers, topic, expansion = config.kafka
+        reader = kafka_reader(servers, topic, config.consumer_group, expansion)
+        raw = p | 'ReadKafka' >> ReadMessages(reader, config.input, config.batch_rows)
+    elif config.source == 'pubsub':
+        reader = pubsub_reader(config.pubsub_subscription)
+        raw = p | 'ReadPubSub' >> ReadMessages(reader, config.input, config.batch_rows)
+    elif config.source == 'redis_stream':
         stream_read = p | 'ReadStream' >> ReadFromRedisStream(
             config.redis_url,
             config.stream_name,
@@ -420,35 +481,49 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         )
         sized.append(commands | 'CountRedisCommands' >> CountAs('redis_commands', int))
         names.append('redis_commands')
-    counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
+    # An unbounded run has no end to count at: its counts are the Beam metrics, and its files
+    # are written per window of --file_window_secs.
+    counts = None
+    if not config.unbounded:
+        counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
+    every = FILE_WINDOW_SECS if config.unbounded else None
     if write:
         written = [
             events
             | 'WriteEvents'
             >> WriteTablesToParquet(
-                config.path('events', config.part_prefix), schema.event_arrow_schema()
+                config.path('events', config.part_prefix),
+                schema.event_arrow_schema(),
+                triggering_frequency=every,
             ),
             aggregates
             | 'WriteAggregates'
             >> WriteTablesToParquet(
                 config.path('aggregates', config.part_prefix),
                 PANE_SCHEMA if config.panes else AGGREGATE_SCHEMA,
+                triggering_frequency=every,
             ),
             all_dead_letters
             | 'WriteDeadLetters'
-            >> WriteDeadLetters(config.path('dead_letter', config.part_prefix)),
-            # The counts include the PostgreSQL and Redis loads: the summary comes after them.
-            counts
-            | 'WriteRunSummary'
-            >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config)),
+            >> WriteDeadLetters(config.path('dead_letter', config.part_prefix), every),
         ]
+        if counts is not None:
+            # The counts include the PostgreSQL and Redis loads: the summary comes after them.
+            written.append(
+                counts
+                | 'WriteRunSummary'
+                >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config))
+            )
         if config.panes:
             written += [
-                late | 'WriteLate' >> WriteDeadLetters(config.path('late', config.part_prefix)),
+                late
+                | 'WriteLate' >> WriteDeadLetters(config.path('late', config.part_prefix), every),
                 retractions
                 | 'WriteRetractions'
                 >> WriteTablesToParquet(
-                    config.path('retractions', config.part_prefix), RETRACTION_SCHEMA
+                    config.path('retractions', config.part_prefix),
+                    RETRACTION_SCHEMA,
+                    triggering_frequency=every,
                 ),
             ]
         if state is not None:
@@ -648,7 +723,13 @@ def _new_run_id() -> str:
 def _run_once(pipeline: beam.Pipeline, config: Config, started: float | None = None) -> int:
     """Runs the built pipeline; ``started`` (monotonic) counts its building in the time."""
     started = time.monotonic() if started is None else started
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    if config.unbounded:
+        print(f'{PIPELINE_NAME}: streaming job submitted ({config.input}); metrics are its counts')
+        result.wait_until_finish()
+        print(f'{PIPELINE_NAME}: streaming job ended: {result.state}')
+        return 0
+    result.wait_until_finish()
     seconds = time.monotonic() - started
     summary = read_summary(config)
     if summary is None:

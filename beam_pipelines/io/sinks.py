@@ -25,14 +25,22 @@ class WriteTablesToParquet(beam.PTransform):
     """Writes table elements as Parquet files ``<prefix>-SSSSS-of-NNNNN.parquet``.
 
     Columns outside ``schema`` (such as the ``_uri``/``_pos`` meta columns) are dropped and the
-    rest cast to it, so every file has the same schema.
+    rest cast to it, so every file has the same schema. On an unbounded input, give
+    ``triggering_frequency`` (seconds): Beam then writes a set of files per window.
     """
 
-    def __init__(self, file_path_prefix: str, schema: pa.Schema, codec: str = 'snappy'):
+    def __init__(
+        self,
+        file_path_prefix: str,
+        schema: pa.Schema,
+        codec: str = 'snappy',
+        triggering_frequency: int | None = None,
+    ):
         super().__init__()
         self._prefix = file_path_prefix
         self._schema = schema
         self._codec = codec
+        self._frequency = triggering_frequency
 
     def expand(self, tables):
         return (
@@ -40,7 +48,11 @@ class WriteTablesToParquet(beam.PTransform):
             | 'ConformToSchema' >> beam.Map(_conform, self._schema).with_output_types(pa.Table)
             | 'WriteParquet'
             >> parquetio.WriteToParquetBatched(
-                self._prefix, schema=self._schema, codec=self._codec, file_name_suffix='.parquet'
+                self._prefix,
+                schema=self._schema,
+                codec=self._codec,
+                file_name_suffix='.parquet',
+                triggering_frequency=self._frequency,
             )
         )
 
@@ -52,15 +64,19 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 class WriteDeadLetters(beam.PTransform):
     """Writes dead-letter envelopes as JSON Lines files ``<prefix>-SSSSS-of-NNNNN.jsonl``."""
 
-    def __init__(self, file_path_prefix: str):
+    def __init__(self, file_path_prefix: str, triggering_frequency: int | None = None):
         super().__init__()
         self._prefix = file_path_prefix
+        self._frequency = triggering_frequency
 
     def expand(self, envelopes):
         return (
             envelopes
             | 'ToJsonLines' >> beam.Map(to_json_line)
-            | 'WriteJsonLines' >> textio.WriteToText(self._prefix, file_name_suffix='.jsonl')
+            | 'WriteJsonLines'
+            >> textio.WriteToText(
+                self._prefix, file_name_suffix='.jsonl', triggering_frequency=self._frequency
+            )
         )
 
 

@@ -8,9 +8,24 @@ class SourceOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             '--source',
-            choices=('files', 'redis_stream'),
+            choices=('files', 'redis_stream', 'kafka', 'pubsub'),
             default='files',
-            help='files (--input) or redis_stream (--redis_url, --stream_name).',
+            help='files (--input), redis_stream (--redis_url, --stream_name), kafka '
+            '(--kafka_bootstrap_servers, --kafka_topic; needs Java) or pubsub '
+            '(--pubsub_subscription); kafka and pubsub need --streaming.',
+        )
+        parser.add_argument('--kafka_bootstrap_servers', default=None, help='host:port[,...]')
+        parser.add_argument('--kafka_topic', default=None, help='Kafka topic to read.')
+        parser.add_argument(
+            '--kafka_expansion_service',
+            default=None,
+            help="host:port of a running Beam Java expansion service (default: Beam's jar, "
+            'fetched from Maven).',
+        )
+        parser.add_argument(
+            '--pubsub_subscription',
+            default=None,
+            help='projects/PROJECT/subscriptions/NAME to read.',
         )
         parser.add_argument('--stream_name', default=None, help='Redis stream to read.')
         parser.add_argument(
