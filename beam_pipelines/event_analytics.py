@@ -37,6 +37,7 @@ from beam_pipelines import cli
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.aggregate import WindowSpec
+from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.panes import PANE_SCHEMA
 from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
 from beam_pipelines.columnar.panes import TriggerSpec
@@ -59,6 +60,7 @@ from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
 from beam_pipelines.io.warehouse import WriteToWarehouse
 from beam_pipelines.io.warehouse_schema import migrate
+from beam_pipelines.io.wire_formats import WireFormat
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
@@ -125,6 +127,7 @@ class Config:
     state_dir: str | None = None
     kafka: tuple[str | None, str | None, str | None] = (None, None, None)
     pubsub_subscription: str | None = None
+    wire: WireFormat = dataclasses.field(default_factory=WireFormat)
     stop_at_end: bool = False
     out_of_orderness_secs: float = 0.0
     every_secs: float | None = None
@@ -196,6 +199,7 @@ class Config:
                 raise cli.UsageError('--source pubsub needs --pubsub_subscription')
         elif not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
+        wire = _wire_format(src)
         if src.source in ('kafka', 'pubsub') and not options.view_as(StandardOptions).streaming:
             raise cli.UsageError(
                 f'--source {src.source} is unbounded: run it with --streaming on Flink or Dataflow'
@@ -267,6 +271,7 @@ class Config:
             input=_source_uri(src, inp, rd),
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
+            wire=wire,
             stop_at_end=bool(src.stop_at_end),
             source=src.source,
             stream_name=src.stream_name,
@@ -295,6 +300,23 @@ class Config:
 
     def path(self, *parts: str) -> str:
         return FileSystems.join(self.output_dir, *parts)
+
+
+def _wire_format(src) -> WireFormat:
+    if src.wire_format != 'json' and src.source == 'files':
+        raise cli.UsageError('--wire_format is for stream sources; files go by their extension')
+    schema_text = None
+    if src.avro_schema:
+        try:
+            with FileSystems.open(src.avro_schema) as f:
+                schema_text = f.read().decode('utf-8')
+        except Exception as exc:
+            raise cli.UsageError(f'--avro_schema {src.avro_schema}: {exc}') from None
+    columns = tuple(c.strip() for c in (src.csv_columns or '').split(',') if c.strip())
+    try:
+        return WireFormat(src.wire_format, columns, schema_text, src.schema_registry_url)
+    except ValueError as exc:
+        raise cli.UsageError(f'--wire_format {src.wire_format}: {exc}') from None
 
 
 def _source_uri(src, inp, rd) -> str:
@@ -404,6 +426,8 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             batch_rows=config.batch_rows,
             total_bytes=config.input_bytes or None,
         )
+    if config.wire.kind != 'json':
+        raw = raw | 'DecodeWire' >> beam.Map(config.wire.decode_batch).with_output_types(RawBatch)
     parsed = raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
     validated = (
         parsed.batches

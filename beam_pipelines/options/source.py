@@ -23,6 +23,25 @@ class SourceOptions(PipelineOptions):
             'fetched from Maven).',
         )
         parser.add_argument(
+            '--wire_format',
+            choices=('json', 'csv', 'avro'),
+            default='json',
+            help='How stream entries and messages encode events (not files: their format '
+            'comes from the extension).',
+        )
+        parser.add_argument(
+            '--csv_columns', default=None, help='--wire_format csv: the columns, comma-separated.'
+        )
+        parser.add_argument(
+            '--avro_schema', default=None, help='--wire_format avro: an .avsc file for all records.'
+        )
+        parser.add_argument(
+            '--schema_registry_url',
+            default=None,
+            help='--wire_format avro: a Confluent-compatible schema registry; records carry '
+            'a schema id (magic byte 0, 4-byte id).',
+        )
+        parser.add_argument(
             '--pubsub_subscription',
             default=None,
             help='projects/PROJECT/subscriptions/NAME to read.',
