@@ -32,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.aggregate import WindowSpec
@@ -40,11 +39,12 @@ from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.columnar.panes import WindowPanes
 from beam_pipelines.columnar.panes import event_micros
 from beam_pipelines.columnar.stream_dedup import SeenIds
-from beam_pipelines.io.files import NAMESPACE
 from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.stream_aggregate import PANES
+from beam_pipelines.transforms.stream_aggregate import ShardCounters
 from beam_pipelines.transforms.stream_aggregate import ShardState
-from beam_pipelines.transforms.stream_aggregate import late_envelopes
+from beam_pipelines.transforms.stream_aggregate import retractions_out
+from beam_pipelines.transforms.stream_aggregate import take_events
 from beam_pipelines.transforms.tags import DUPLICATES
 from beam_pipelines.transforms.tags import LATE
 from beam_pipelines.transforms.tags import RETRACTIONS
@@ -169,8 +169,7 @@ class _MicroBatchFn(beam.DoFn):
         self._lag_us = lag_us
 
     def setup(self):
-        self._late = Metrics.counter(NAMESPACE, 'late_records')
-        self._duplicates = Metrics.counter(NAMESPACE, 'duplicates')
+        self._counters = ShardCounters()
 
     def process(self, shard_tables, latest):
         shard, tables = shard_tables
@@ -178,22 +177,11 @@ class _MicroBatchFn(beam.DoFn):
         st = None
         if self._state_dir is not None:
             st = load_state(state_path(self._state_dir, shard))
-        st = st or ShardState(WindowPanes(self._window, self._trigger), SeenIds(self._horizon_us))
+        st = st or ShardState.new(self._window, self._trigger, self._horizon_us)
         panes = st.panes
         if tables:
             events = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
-            unique, duplicates = st.seen.drop_seen(events, event_micros(events))
-            if duplicates:
-                self._duplicates.inc(duplicates)
-                yield pvalue.TaggedOutput(DUPLICATES, duplicates)
-            accepted, late = panes.split_late(unique)
-            if late.num_rows:
-                self._late.inc(late.num_rows)
-                for envelope in late_envelopes(late, panes, self._pipeline):
-                    yield pvalue.TaggedOutput(LATE, envelope)
-            if accepted.num_rows:
-                panes.add(accepted)
-                yield pvalue.TaggedOutput(VALID, accepted)
+            yield from take_events(st, events, self._pipeline, self._counters)
         if self._state_dir is None:
             watermark = END_OF_TIME
         elif latest is None:
@@ -208,11 +196,8 @@ class _MicroBatchFn(beam.DoFn):
         if self._trigger.early_firing_secs is not None:
             out.append(panes.processing_time_panes())
         for table in out:
-            if table.num_rows:
-                yield table
-        retracted = panes.take_retractions()
-        if retracted.num_rows:
-            yield pvalue.TaggedOutput(RETRACTIONS, retracted)
+            yield from self._counters.panes_out(table)
+        yield from retractions_out(st)
         if self._state_dir is not None:
             final = state_path(self._state_dir, shard)
             pending = f'{final}.{uuid.uuid4().hex}.pending'  # this attempt's own file

@@ -120,6 +120,53 @@ class ShardState:
     processing_timer: float | None = None
     processing_now: float = 0.0  # the latest processing time a timer reported
 
+    @classmethod
+    def new(cls, window: WindowSpec, trigger: TriggerSpec, horizon_us: int) -> ShardState:
+        return cls(WindowPanes(window, trigger), SeenIds(horizon_us))
+
+
+class ShardCounters:
+    """The metrics both drivers keep (create in ``DoFn.setup``)."""
+
+    def __init__(self):
+        self.late = Metrics.counter(NAMESPACE, 'late_records')
+        self.duplicates = Metrics.counter(NAMESPACE, 'duplicates')
+        self.panes = {
+            t: Metrics.counter(NAMESPACE, f'panes_{t}') for t in ('early', 'on_time', 'late')
+        }
+
+    def panes_out(self, panes: pa.Table):
+        """Yields a pane table (if not empty), counting its panes by timing."""
+        if panes.num_rows:
+            for timing, n in zip(*_value_counts(panes.column('pane_timing')), strict=True):
+                self.panes[timing].inc(n)
+            yield panes
+
+
+def take_events(st: ShardState, events: pa.Table, pipeline: str, counters: ShardCounters):
+    """Drops seen ids, splits off late events and adds the rest to their windows.
+
+    Yields the tagged outputs: the duplicates count, late envelopes, the accepted events.
+    """
+    unique, duplicates = st.seen.drop_seen(events, event_micros(events))
+    if duplicates:
+        counters.duplicates.inc(duplicates)
+        yield pvalue.TaggedOutput(DUPLICATES, duplicates)
+    accepted, late = st.panes.split_late(unique)
+    if late.num_rows:
+        counters.late.inc(late.num_rows)
+        for envelope in late_envelopes(late, st.panes, pipeline):
+            yield pvalue.TaggedOutput(LATE, envelope)
+    if accepted.num_rows:
+        st.panes.add(accepted)
+        yield pvalue.TaggedOutput(VALID, accepted)
+
+
+def retractions_out(st: ShardState):
+    retracted = st.panes.take_retractions()
+    if retracted.num_rows:
+        yield pvalue.TaggedOutput(RETRACTIONS, retracted)
+
 
 class _ShardWindowsFn(beam.DoFn):
     STATE = ReadModifyWriteStateSpec('shard', PickleCoder())
@@ -134,11 +181,7 @@ class _ShardWindowsFn(beam.DoFn):
         self._clock = clock
 
     def setup(self):
-        self._late = Metrics.counter(NAMESPACE, 'late_records')
-        self._duplicates = Metrics.counter(NAMESPACE, 'duplicates')
-        self._panes = {
-            t: Metrics.counter(NAMESPACE, f'panes_{t}') for t in ('early', 'on_time', 'late')
-        }
+        self._counters = ShardCounters()
 
     def process(
         self,
@@ -148,24 +191,11 @@ class _ShardWindowsFn(beam.DoFn):
         processing_timer=beam.DoFn.TimerParam(PROCESSING),
     ):
         _, events = element
-        st = state.read() or ShardState(
-            WindowPanes(self._window, self._trigger), SeenIds(self._horizon_us)
-        )
-        unique, duplicates = st.seen.drop_seen(events, event_micros(events))
-        if duplicates:
-            self._duplicates.inc(duplicates)
-            yield pvalue.TaggedOutput(DUPLICATES, duplicates)
-        accepted, late = st.panes.split_late(unique)
-        if late.num_rows:
-            self._late.inc(late.num_rows)
-            for envelope in late_envelopes(late, st.panes, self._pipeline):
-                yield pvalue.TaggedOutput(LATE, envelope)
-        if accepted.num_rows:
-            st.panes.add(accepted)
-            yield pvalue.TaggedOutput(VALID, accepted)
-            if self._trigger.late_firing_secs == 0:
-                yield from self._panes_out(st.panes.late_panes())
-            yield from self._retractions(st)
+        st = state.read() or ShardState.new(self._window, self._trigger, self._horizon_us)
+        yield from take_events(st, events, self._pipeline, self._counters)
+        if self._trigger.late_firing_secs == 0:
+            yield from self._counters.panes_out(st.panes.late_panes())
+        yield from retractions_out(st)
         self._arm(st, watermark_timer, processing_timer)
         state.write(st)
 
@@ -183,7 +213,7 @@ class _ShardWindowsFn(beam.DoFn):
         st.event_timer = None
         # Timers fire at a window's last microsecond (its max_timestamp), so panes carry the
         # timestamp of the window they describe, as a GroupByKey's panes do.
-        yield from self._panes_out(st.panes.advance(fired.micros + 1))
+        yield from self._counters.panes_out(st.panes.advance(fired.micros + 1))
         st.seen.forget(fired.micros + 1)
         self._arm(st, watermark_timer, processing_timer)
         state.write(st)
@@ -201,20 +231,9 @@ class _ShardWindowsFn(beam.DoFn):
             return
         st.processing_timer = None
         st.processing_now = max(st.processing_now, float(fired))
-        yield from self._panes_out(st.panes.processing_time_panes())
+        yield from self._counters.panes_out(st.panes.processing_time_panes())
         self._arm(st, watermark_timer, processing_timer)
         state.write(st)
-
-    def _panes_out(self, panes: pa.Table):
-        if panes.num_rows:
-            for timing, n in zip(*_value_counts(panes.column('pane_timing')), strict=True):
-                self._panes[timing].inc(n)
-            yield panes
-
-    def _retractions(self, st: ShardState):
-        retracted = st.panes.take_retractions()
-        if retracted.num_rows:
-            yield pvalue.TaggedOutput(RETRACTIONS, retracted)
 
     def _arm(self, st: ShardState, watermark_timer, processing_timer) -> None:
         due = [t for t in (st.panes.next_timer(), st.seen.next_forget) if t is not None]
