@@ -46,6 +46,7 @@ from beam_pipelines.io.redis_stream import stream_uri
 __all__ = ['ReadRedisStreamContinuously', 'event_time_watermark']
 
 END = 2**63 - 1
+FUTURE_SKEW_SECS = 300  # event times further ahead of the wall clock do not move the watermark
 
 
 class ReadRedisStreamContinuously(beam.PTransform):
@@ -132,13 +133,16 @@ class _EventTimeWatermark(WatermarkEstimatorProvider):
 def event_time_watermark(lines: list[bytes], lag_us: int) -> Timestamp | None:
     """The watermark a batch supports: its latest parseable event time minus the lag."""
     latest = None
+    # Event times past the wall clock (plus a skew) say more about a clock than about time.
+    horizon = time.time_ns() // 1000 + FUTURE_SKEW_SECS * 1_000_000
     for line in lines:
         try:
             ts = parse_timestamp(orjson.loads(line).get('timestamp'))
         except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
             continue  # a record the pipeline will dead-letter says nothing about time
         us = int(ts.timestamp() * 1_000_000)
-        latest = us if latest is None or us > latest else latest
+        if us <= horizon and (latest is None or us > latest):
+            latest = us
     return None if latest is None else Timestamp(micros=latest - lag_us)
 
 

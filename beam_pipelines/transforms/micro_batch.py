@@ -24,6 +24,7 @@ same on every runner.
 from __future__ import annotations
 
 import pickle
+import time
 import uuid
 from typing import NamedTuple
 
@@ -54,6 +55,7 @@ __all__ = ['AggregateMicroBatch', 'MicroBatchAggregates', 'commit_state']
 
 _US = 1_000_000
 END_OF_TIME = 2**62
+FUTURE_SKEW_SECS = 300
 STATE = 'state'
 
 
@@ -137,6 +139,9 @@ class AggregateMicroBatch(beam.PTransform):
 
 def _latest_event_time(events: pa.Table) -> int:
     ts = event_micros(events)
+    # An event stamped in the future (a device with a wrong clock) must not close every window:
+    # only event times up to FUTURE_SKEW_SECS past the wall clock move the watermark.
+    ts = ts[ts <= time.time_ns() // 1000 + FUTURE_SKEW_SECS * _US]
     return int(ts.max()) if len(ts) else -END_OF_TIME
 
 

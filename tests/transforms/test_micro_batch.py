@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
@@ -122,3 +124,13 @@ def test_early_panes_every_run_while_the_window_is_open(tmp_path):
     two = run_once([batch(('a', 'click', 6, 2.0), ids=['x2'])], trigger, state, **lag)
     assert one['panes'] == [('a', 0.0, 1, 1.0, 'early', 0, False)]
     assert two['panes'] == [('a', 0.0, 2, 3.0, 'early', 1, False)]
+
+
+def test_an_event_from_the_future_does_not_close_the_windows(tmp_path):
+    state = str(tmp_path / 'state')
+    future = time.time() + 86_400  # a device whose clock is a day ahead
+    got = run_once(
+        [batch(('a', 'click', 5, 1.0), ('b', 'click', future, 1.0), ids=['x1', 'x2'])],
+        state_dir=state,
+    )
+    assert got.get('panes', []) == []  # no window is due: the watermark did not jump
