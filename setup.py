@@ -3,10 +3,12 @@
 import setuptools
 
 REQUIRED = [
+    'aiohttp>=3.9,<4',
     'apache-beam[gcp,aws]>=2.77.0,<2.78.0',
     'fastavro>=1.9,<2',
     'numpy>=1.26,<3',
     'orjson>=3.9,<4',
+    'paho-mqtt>=2.1,<3',
     'prometheus-client>=0.20,<1',
     'psycopg2-binary>=2.9,<3',
     'pyarrow>=14,<26',

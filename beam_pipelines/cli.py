@@ -8,15 +8,13 @@ stderr with exit status 2.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
 
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.options.pipeline_options import _BeamArgumentParser
-
-__all__ = ['UsageError', 'configure_logging', 'main', 'parse_pipeline_args']
+__all__ = ['ArgumentParser', 'UsageError', 'configure_logging', 'main', 'parse_pipeline_args']
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -26,17 +24,31 @@ class UsageError(Exception):
     """Bad flags or unusable input: reported as one line, exit status 2."""
 
 
-class _StrictParser(_BeamArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` (one line, exit 2) instead of printing usage."""
+
     def error(self, message):
         raise UsageError(message)
 
 
-def parse_pipeline_args(argv: list[str]) -> PipelineOptions:
+def parse_pipeline_args(argv: list[str]):
     """Parses flags with every registered options class; unknown flags are an error.
+
+    Returns:
+        The ``PipelineOptions``.
 
     Raises:
         UsageError: for unknown flags or bad values.
     """
+    # Imported here: the launchers that are not pipelines (the ingestion service) use this
+    # module too, and need not pay for Beam's imports.
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    class _StrictParser(_BeamArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
     parser = _StrictParser(allow_abbrev=False, add_help=False)
     classes = {}
     for cls in PipelineOptions.__subclasses__():

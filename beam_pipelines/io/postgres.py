@@ -38,6 +38,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
+from beam_pipelines.redaction import redact
 
 __all__ = ['PostgresTarget', 'RetryPolicy', 'WriteToPostgres', 'connect', 'redact']
 
@@ -53,14 +54,6 @@ _TRANSIENT = (
     psycopg2.errors.DeadlockDetected,
 )
 _IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-
-
-def redact(url: str | None) -> str:
-    """A connection URL or DSN with any password replaced by ``***``."""
-    if not url:
-        return ''
-    url = re.sub(r'(://[^:/@]*:)[^@]*@', r'\1***@', url)
-    return re.sub(r'(password\s*=\s*)(\S+)', r'\1***', url, flags=re.IGNORECASE)
 
 
 def connect(url: str | None, **kwargs) -> psycopg2.extensions.connection:

@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
 from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.stream_append import FIELD
 from beam_pipelines.transforms.completion import RunAfter
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
 
 NAMESPACE = 'beam_pipelines'
 READ_UNTIL = 'read_until'
-FIELD = b'event'
 _SEQ_BITS = 20
 
 

@@ -37,11 +37,11 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.timestamps import parse_timestamp
-from beam_pipelines.io.redis_stream import FIELD
 from beam_pipelines.io.redis_stream import NAMESPACE
 from beam_pipelines.io.redis_stream import _ensure_group
 from beam_pipelines.io.redis_stream import entry_position
 from beam_pipelines.io.redis_stream import stream_uri
+from beam_pipelines.io.stream_append import FIELD
 
 __all__ = ['ReadRedisStreamContinuously', 'event_time_watermark']
 

@@ -1,18 +1,71 @@
 """Appending events to the Redis stream the pipeline reads, with a backlog high-water mark.
 
-Used by the ingestion front doors (the HTTP service, the MQTT bridge): they append raw JSON
-events as the ``event`` field of stream entries (the format ``ReadFromRedisStream`` reads) and
-push back on producers while the pipeline's consumer group is behind by more than
-``high_water`` entries.
+Used by the ingestion front doors (the HTTP service, the MQTT bridge): they append raw events
+as the ``event`` field of stream entries (the format ``ReadFromRedisStream`` reads) and push
+back on producers while the pipeline's consumer group is behind by more than ``high_water``
+entries. ``StreamAppender`` is the blocking client (the MQTT bridge's thread),
+``AsyncStreamAppender`` the asyncio one (the HTTP service); both append a batch in one
+``MULTI``/``EXEC`` round trip, so a batch is appended whole or not at all.
+
+Streams are never trimmed here: an entry leaves the stream's backlog only when the pipeline
+acknowledges it, so trimming could drop events nobody has read. The high-water mark is the
+bound instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Sequence
+
 import redis
+import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-__all__ = ['StreamAppender']
+__all__ = ['FIELD', 'AsyncStreamAppender', 'StreamAppender', 'group_backlog']
+
+# The entry field that holds the raw event. This module imports no Beam (the front doors start
+# fast), so the stream readers take the name from here.
+FIELD = b'event'
+
+
+def group_backlog(groups: Sequence[Mapping], group: str, length: int) -> int:
+    """The backlog of ``group`` from ``XINFO GROUPS``: entries not yet delivered to it (lag)
+    plus delivered but unacknowledged (pending). Without the group yet, the stream's length."""
+    for g in groups:
+        name = g['name'].decode() if isinstance(g['name'], bytes) else g['name']
+        if name == group:
+            lag = g.get('lag')
+            if lag is None:  # Redis < 7, or a lag Redis cannot compute: be conservative
+                lag = length
+            return int(lag) + int(g.get('pending', 0))
+    return length
+
+
+def _check(stream: str, high_water: int) -> None:
+    if not stream:
+        raise ValueError('stream is required')
+    if high_water < 1:
+        raise ValueError(f'high_water must be >= 1, got {high_water}')
+
+
+def _entries(events: Sequence[bytes], extra) -> list[dict]:
+    if extra is None:
+        return [{FIELD: e} for e in events]
+    if isinstance(extra, Mapping):
+        return [{FIELD: e, **extra} for e in events]
+    if len(extra) != len(events):
+        raise ValueError(f'{len(extra)} extra field sets for {len(events)} events')
+    return [{FIELD: e, **x} for e, x in zip(events, extra, strict=True)]
+
+
+def _ids(replies) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else i for i in replies]
+
+
+_RETRY = {
+    'retry_on_error': [redis.ConnectionError, redis.TimeoutError],
+}
 
 
 class StreamAppender:
@@ -21,33 +74,35 @@ class StreamAppender:
     Args:
         url: Redis URL.
         stream: the stream name.
-        group: the pipeline's consumer group; its backlog is what has not been delivered to it
-            yet plus what it has not acknowledged. Without the group yet, the stream length.
+        group: the pipeline's consumer group (its backlog is what it has not acknowledged).
         high_water: the backlog above which :meth:`over_high_water` is true.
     """
 
     def __init__(
         self, url: str, stream: str, group: str = 'beam_pipelines', high_water: int = 1_000_000
     ):
-        if high_water < 1:
-            raise ValueError(f'high_water must be >= 1, got {high_water}')
+        _check(stream, high_water)
         self.stream = stream
         self.group = group
         self.high_water = high_water
         self._client = redis.Redis.from_url(
-            url,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 3),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 3), **_RETRY
         )
 
-    def append(self, events: list[bytes]) -> list[str]:
-        """Appends the events (one entry each, in order) in one round trip; returns the ids."""
+    def append(self, events: Sequence[bytes], extra=None) -> list:
+        """Appends the events (one entry each, in order) atomically; returns the entry ids.
+
+        Args:
+            events: the raw events.
+            extra: more fields: one mapping for every entry, or one mapping per event (e.g.
+                the MQTT topic).
+        """
         if not events:
             return []
-        pipe = self._client.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(self.stream, {'event': event})
-        return [i.decode() if isinstance(i, bytes) else i for i in pipe.execute()]
+        pipe = self._client.pipeline(transaction=True)
+        for entry in _entries(events, extra):
+            pipe.xadd(self.stream, entry)
+        return _ids(pipe.execute())
 
     def backlog(self) -> int:
         """Entries the consumer group has not yet acknowledged (lag + pending)."""
@@ -55,14 +110,7 @@ class StreamAppender:
             groups = self._client.xinfo_groups(self.stream)
         except redis.ResponseError:  # no such stream yet
             return 0
-        for g in groups:
-            name = g['name'].decode() if isinstance(g['name'], bytes) else g['name']
-            if name == self.group:
-                lag = g.get('lag')
-                if lag is None:  # Redis < 7, or a lag Redis cannot compute: be conservative
-                    lag = self._client.xlen(self.stream)
-                return int(lag) + int(g.get('pending', 0))
-        return int(self._client.xlen(self.stream))
+        return group_backlog(groups, self.group, int(self._client.xlen(self.stream)))
 
     def over_high_water(self) -> bool:
         return self.backlog() > self.high_water
@@ -75,3 +123,44 @@ class StreamAppender:
 
     def close(self) -> None:
         self._client.close()
+
+
+class AsyncStreamAppender:
+    """:class:`StreamAppender` for asyncio (same arguments, coroutine methods)."""
+
+    def __init__(
+        self, url: str, stream: str, group: str = 'beam_pipelines', high_water: int = 1_000_000
+    ):
+        _check(stream, high_water)
+        self.stream = stream
+        self.group = group
+        self.high_water = high_water
+        self._client = redis.asyncio.Redis.from_url(
+            url,
+            retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=2.0, base=0.05), 3),
+            **_RETRY,
+        )
+
+    async def append(self, events: Sequence[bytes], extra=None) -> list:
+        if not events:
+            return []
+        async with self._client.pipeline(transaction=True) as pipe:
+            for entry in _entries(events, extra):
+                pipe.xadd(self.stream, entry)
+            return _ids(await pipe.execute())
+
+    async def backlog(self) -> int:
+        try:
+            groups = await self._client.xinfo_groups(self.stream)
+        except redis.ResponseError:
+            return 0
+        return group_backlog(groups, self.group, int(await self._client.xlen(self.stream)))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except redis.RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()

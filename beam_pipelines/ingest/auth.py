@@ -1,0 +1,168 @@
+"""Authentication of ingestion requests: a shared secret, or an HMAC-SHA-256 signature.
+
+Two schemes, either accepted by default (``mode='any'``):
+
+* **Shared secret**: ``Authorization: Bearer <secret>`` or ``X-API-Key: <secret>``.
+* **Signature** (webhooks: the secret never travels): ``X-Signature-Timestamp: <unix
+  seconds>`` and ``X-Signature: sha256=<hex>``, the HMAC-SHA-256 with the secret of
+  ``<timestamp>.<body>``. The timestamp is signed and must lie within ``tolerance_secs`` of the
+  server's clock, so a captured request cannot be replayed later (the scheme Stripe and Slack
+  use).
+
+Several secrets may be valid at once, so a secret is rotated by adding the new one, moving the
+clients, then removing the old one. Comparisons are constant-time (``hmac.compare_digest``).
+Secrets are never logged or echoed: failures say which header was wrong, not what it held.
+Plain Python, no web framework or Beam in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+__all__ = ['AllowAll', 'AuthError', 'Authenticator', 'load_secrets', 'sign']
+
+MODES = ('token', 'hmac', 'any')
+SIGNATURE_HEADER = 'X-Signature'
+TIMESTAMP_HEADER = 'X-Signature-Timestamp'
+SECRETS_ENV = 'BEAM_PIPELINES_INGEST_SECRETS'
+
+
+class AuthError(Exception):
+    """A request that does not authenticate; the message is safe to return to the client."""
+
+
+def sign(secret: bytes, timestamp: int | str, body: bytes) -> str:
+    """The ``X-Signature`` value for a body sent at ``timestamp`` (for clients and tests)."""
+    digest = hmac.new(secret, f'{timestamp}.'.encode() + body, hashlib.sha256).hexdigest()
+    return f'sha256={digest}'
+
+
+def load_secrets(path: str | None = None, env: Mapping[str, str] = os.environ) -> list[bytes]:
+    """The valid secrets: one per line of ``path`` (blank lines and ``#`` comments skipped),
+    else the comma-separated ``BEAM_PIPELINES_INGEST_SECRETS`` environment variable.
+
+    Raises:
+        ValueError: no secret found, or one shorter than 16 bytes.
+    """
+    if path:
+        with open(path, encoding='utf-8') as f:
+            lines = [line.strip() for line in f]
+        secrets = [line for line in lines if line and not line.startswith('#')]
+        origin = path
+    else:
+        secrets = [s.strip() for s in env.get(SECRETS_ENV, '').split(',') if s.strip()]
+        origin = SECRETS_ENV
+    if not secrets:
+        raise ValueError(f'no secret in {origin}')
+    if any(len(s.encode()) < 16 for s in secrets):
+        raise ValueError(f'secrets in {origin} must be at least 16 bytes long')
+    return [s.encode() for s in secrets]
+
+
+class Authenticator:
+    """Checks a request's headers (and body, for signatures) against the valid secrets.
+
+    Args:
+        secrets: the valid secrets (see :func:`load_secrets`).
+        mode: ``'token'``, ``'hmac'`` or ``'any'`` (either scheme).
+        tolerance_secs: how far a signature's timestamp may be from the server's clock.
+        clock: seconds since the epoch (injected by tests).
+    """
+
+    def __init__(
+        self,
+        secrets: Sequence[bytes],
+        mode: str = 'any',
+        tolerance_secs: float = 300.0,
+        clock=time.time,
+    ):
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if not secrets:
+            raise ValueError('secrets must not be empty')
+        if tolerance_secs <= 0:
+            raise ValueError(f'tolerance_secs must be > 0, got {tolerance_secs}')
+        self._secrets = [bytes(s) for s in secrets]
+        self.mode = mode
+        self._tolerance = tolerance_secs
+        self._clock = clock
+
+    @property
+    def needs_body(self) -> bool:
+        """Whether a request may need its body to authenticate (a signature)."""
+        return self.mode != 'token'
+
+    def check_token(self, headers: Mapping[str, str]) -> bool | None:
+        """True for a valid shared secret, None when the request carries none.
+
+        Raises:
+            AuthError: a secret is given but wrong, or tokens are not accepted.
+        """
+        token = _bearer(headers.get('Authorization')) or headers.get('X-API-Key')
+        if token is None:
+            return None
+        if self.mode == 'hmac':
+            raise AuthError('this endpoint takes signed requests only (X-Signature)')
+        given = token.strip().encode()
+        if not any(hmac.compare_digest(given, s) for s in self._secrets):
+            raise AuthError('invalid credentials')
+        return True
+
+    def check(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Authenticates a whole request.
+
+        Raises:
+            AuthError: with a reason safe to return.
+        """
+        if self.check_token(headers):
+            return
+        signature = headers.get(SIGNATURE_HEADER)
+        if signature is None:
+            wanted = {
+                'token': 'Authorization: Bearer <secret> (or X-API-Key)',
+                'hmac': f'{SIGNATURE_HEADER} and {TIMESTAMP_HEADER}',
+                'any': f'Authorization: Bearer <secret>, or {SIGNATURE_HEADER} and '
+                f'{TIMESTAMP_HEADER}',
+            }[self.mode]
+            raise AuthError(f'missing credentials: send {wanted}')
+        if self.mode == 'token':
+            raise AuthError('this endpoint takes a shared secret only (Authorization)')
+        stamp = headers.get(TIMESTAMP_HEADER, '').strip()
+        try:
+            sent = int(stamp)
+        except ValueError:
+            raise AuthError(f'{TIMESTAMP_HEADER} must be unix seconds') from None
+        if abs(self._clock() - sent) > self._tolerance:
+            raise AuthError(
+                f'{TIMESTAMP_HEADER} is more than {self._tolerance:.0f} s from the server clock'
+            )
+        given = signature.strip().encode()
+        if not any(
+            hmac.compare_digest(given, sign(s, stamp, body).encode()) for s in self._secrets
+        ):
+            raise AuthError('invalid signature')
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(' ')
+    return token if scheme.lower() == 'bearer' and token else None
+
+
+class AllowAll:
+    """No authentication (``--insecure_no_auth``: local development behind a firewall only)."""
+
+    mode = 'none'
+    needs_body = False
+
+    def check_token(self, headers: Mapping[str, str]) -> bool:
+        return True
+
+    def check(self, headers: Mapping[str, str], body: bytes) -> None:
+        return None

@@ -1,0 +1,312 @@
+"""The HTTP ingestion service: webhook endpoints that append events to the pipeline's stream.
+
+Endpoints:
+
+* ``POST /v1/events``: one event, a JSON object.
+* ``POST /v1/events/batch``: a JSON array of events, ``{"events": [...]}``, or JSON Lines
+  (``Content-Type: application/x-ndjson``).
+* ``GET /health``: 200 with the stream backlog when Redis answers, else 503 (no credentials
+  needed, for load balancers and orchestrators).
+* ``GET /metrics``: the service's Prometheus metrics.
+
+Each accepted request is appended to the Redis stream in one ``MULTI``/``EXEC`` (all its events
+or none) before the 202 answer, so an acknowledged event is in the stream; the pipeline reads
+it through its consumer group (``--source redis_stream``). Refusals, in the order checked:
+
+* 401: no or wrong credentials (:mod:`beam_pipelines.ingest.auth`).
+* 413: body over ``max_body_bytes``, too many events, an event too large, or a batch larger
+  than the client's whole rate-limit burst.
+* 400: not JSON, or an event that is not a JSON object (every problem listed; nothing taken).
+* 429 with ``Retry-After``: the client is over its rate limit, or the pipeline is behind (the
+  consumer group's backlog is above ``high_water``): backpressure, so producers slow down
+  instead of the stream growing without bound.
+* 503 with ``Retry-After``: Redis does not answer.
+
+A 4xx other than 429 means the request will never be taken as it is; 429 and 503 mean "retry
+later, unchanged". Retrying after a lost 202 can only duplicate events, which the pipeline drops
+by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+
+import orjson
+import prometheus_client
+import redis
+from aiohttp import web
+
+from beam_pipelines.ingest.auth import Authenticator
+from beam_pipelines.ingest.auth import AuthError
+from beam_pipelines.ingest.payloads import PayloadError
+from beam_pipelines.ingest.payloads import PayloadLimits
+from beam_pipelines.ingest.payloads import parse_batch
+from beam_pipelines.ingest.payloads import parse_single
+from beam_pipelines.ingest.rate_limit import RateLimiter
+from beam_pipelines.io.stream_append import AsyncStreamAppender
+
+__all__ = ['BacklogGate', 'ServiceConfig', 'make_app']
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """What the service needs (see ``python -m beam_pipelines.ingest serve --help``)."""
+
+    redis_url: str
+    stream_name: str
+    consumer_group: str = 'beam_pipelines'
+    high_water: int = 1_000_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    limits: PayloadLimits = dataclasses.field(default_factory=PayloadLimits)
+    rate_limit_eps: float | None = None  # events/s per client; None: no limit
+    rate_limit_burst: float | None = None  # default: one second's worth, at least max_events
+    backlog_check_secs: float = 0.5
+    retry_after_secs: int = 1
+    client_header: str | None = None  # e.g. X-Forwarded-For behind a trusted proxy
+
+    def __post_init__(self):
+        if self.max_body_bytes < 1:
+            raise ValueError(f'max_body_bytes must be >= 1, got {self.max_body_bytes}')
+        if self.rate_limit_eps is not None and not self.rate_limit_eps > 0:
+            raise ValueError(f'rate_limit_eps must be > 0, got {self.rate_limit_eps}')
+        if self.retry_after_secs < 1:
+            raise ValueError(f'retry_after_secs must be >= 1, got {self.retry_after_secs}')
+
+
+class BacklogGate:
+    """Whether the stream is above its high-water mark, asked of Redis at most every
+    ``check_secs`` (one ``XINFO GROUPS`` for many requests, not one each).
+
+    Raises (from :meth:`over`): ``redis.RedisError`` when Redis does not answer.
+    """
+
+    def __init__(self, appender: AsyncStreamAppender, check_secs: float, clock=time.monotonic):
+        self._appender = appender
+        self._check_secs = check_secs
+        self._clock = clock
+        self._checked_at = -math.inf
+        self.backlog = 0
+        self._lock = asyncio.Lock()
+
+    async def over(self) -> bool:
+        if self._clock() - self._checked_at >= self._check_secs:
+            async with self._lock:  # one refresh at a time; the others use its answer
+                if self._clock() - self._checked_at >= self._check_secs:
+                    self.backlog = await self._appender.backlog()
+                    self._checked_at = self._clock()
+        return self.backlog > self._appender.high_water
+
+
+class _Metrics:
+    def __init__(self):
+        self.registry = prometheus_client.CollectorRegistry()
+        self.requests = prometheus_client.Counter(
+            'beam_pipelines_ingest_requests',
+            'Ingestion requests by endpoint and HTTP status.',
+            ['endpoint', 'status'],
+            registry=self.registry,
+        )
+        self.events = prometheus_client.Counter(
+            'beam_pipelines_ingest_events',
+            'Events appended to the stream.',
+            registry=self.registry,
+        )
+        self.refused = prometheus_client.Counter(
+            'beam_pipelines_ingest_refused_events',
+            'Events in refused requests, by reason (counted where the count is known).',
+            ['reason'],
+            registry=self.registry,
+        )
+        self.backlog = prometheus_client.Gauge(
+            'beam_pipelines_ingest_stream_backlog',
+            "Entries the pipeline's consumer group has not acknowledged (last check).",
+            registry=self.registry,
+        )
+        self.append_seconds = prometheus_client.Histogram(
+            'beam_pipelines_ingest_append_seconds',
+            'Time to append one request to the Redis stream.',
+            registry=self.registry,
+        )
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str, **extra):
+        super().__init__(message)
+        self.status, self.reason, self.extra = status, reason, extra
+
+
+class _Service:
+    def __init__(self, config: ServiceConfig, auth: Authenticator, appender: AsyncStreamAppender):
+        self._config = config
+        self._auth = auth
+        self._appender = appender
+        self._gate = BacklogGate(appender, config.backlog_check_secs)
+        self._limiter = None
+        if config.rate_limit_eps is not None:
+            burst = config.rate_limit_burst or max(config.rate_limit_eps, config.limits.max_events)
+            self._limiter = RateLimiter(config.rate_limit_eps, burst)
+        self.metrics = _Metrics()
+
+    async def single(self, request: web.Request) -> web.Response:
+        return await self._handle(request, 'single')
+
+    async def batch(self, request: web.Request) -> web.Response:
+        return await self._handle(request, 'batch')
+
+    async def _handle(self, request: web.Request, endpoint: str) -> web.Response:
+        try:
+            response = await self._take(request, endpoint)
+        except _Refused as refused:
+            response = _refusal(refused)
+        self.metrics.requests.labels(endpoint, str(response.status)).inc()
+        return response
+
+    async def _take(self, request: web.Request, endpoint: str) -> web.Response:
+        try:
+            # A shared secret is checked before the body is read; a signature needs the body.
+            token_ok = self._auth.check_token(request.headers)
+            if not token_ok and not self._auth.needs_body:
+                self._auth.check(request.headers, b'')  # raises: what is missing
+            body = await request.read()
+            if not token_ok:
+                self._auth.check(request.headers, body)
+        except AuthError as exc:
+            raise _Refused(401, 'unauthenticated', str(exc)) from None
+        except web.HTTPRequestEntityTooLarge:
+            raise _Refused(
+                413, 'too_large', f'the body is over {self._config.max_body_bytes} bytes'
+            ) from None
+        try:
+            if endpoint == 'single':
+                events = parse_single(body, self._config.limits)
+            else:
+                events = parse_batch(body, request.content_type, self._config.limits)
+        except PayloadError as exc:
+            reason = 'too_large' if exc.status == 413 else 'malformed'
+            raise _Refused(exc.status, reason, str(exc), problems=exc.problems) from None
+        if not events:
+            return _json(200, {'accepted': 0})
+        await self._check_capacity(request, len(events))
+        started = time.perf_counter()
+        try:
+            ids = await self._appender.append(events)
+        except redis.RedisError as exc:
+            _LOGGER.warning('appending to the stream failed: %s', exc)
+            raise _Refused(
+                503, 'unavailable', 'the stream is unavailable', retry=self._config.retry_after_secs
+            ) from None
+        self.metrics.append_seconds.observe(time.perf_counter() - started)
+        self.metrics.events.inc(len(ids))
+        return _json(202, {'accepted': len(ids), 'first_id': ids[0], 'last_id': ids[-1]})
+
+    async def _check_capacity(self, request: web.Request, count: int) -> None:
+        try:
+            over = await self._gate.over()
+        except redis.RedisError as exc:
+            _LOGGER.warning('reading the stream backlog failed: %s', exc)
+            self.metrics.refused.labels('unavailable').inc(count)
+            raise _Refused(
+                503, 'unavailable', 'the stream is unavailable', retry=self._config.retry_after_secs
+            ) from None
+        self.metrics.backlog.set(self._gate.backlog)
+        if over:
+            self.metrics.refused.labels('backpressure').inc(count)
+            raise _Refused(
+                429,
+                'backpressure',
+                'the pipeline is behind; retry later',
+                retry=self._config.retry_after_secs,
+            )
+        if self._limiter is None:
+            return
+        wait = self._limiter.acquire(self._client_of(request), count)
+        if math.isinf(wait):
+            self.metrics.refused.labels('too_large').inc(count)
+            raise _Refused(
+                413,
+                'too_large',
+                f'{count} events is more than the rate limit burst '
+                f'({self._limiter.burst:.0f}); split the batch',
+            )
+        if wait > 0:
+            self.metrics.refused.labels('rate_limited').inc(count)
+            raise _Refused(429, 'rate_limited', 'rate limit exceeded', retry=math.ceil(wait))
+
+    def _client_of(self, request: web.Request) -> str:
+        header = self._config.client_header
+        if header and request.headers.get(header):
+            return request.headers[header].split(',')[0].strip()
+        return request.remote or 'unknown'
+
+    async def health(self, request: web.Request) -> web.Response:
+        if not await self._appender.ping():
+            return _json(503, {'status': 'unavailable', 'redis': False})
+        try:
+            backlog = await self._appender.backlog()
+        except redis.RedisError:
+            return _json(503, {'status': 'unavailable', 'redis': False})
+        self.metrics.backlog.set(backlog)
+        over = backlog > self._appender.high_water
+        return _json(
+            200,
+            {
+                'status': 'backpressure' if over else 'ok',
+                'redis': True,
+                'stream': self._appender.stream,
+                'backlog': backlog,
+                'high_water': self._appender.high_water,
+            },
+        )
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=prometheus_client.generate_latest(self.metrics.registry),
+            headers={'Content-Type': prometheus_client.CONTENT_TYPE_LATEST},
+        )
+
+
+def _json(status: int, payload: dict, headers: dict | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type='application/json', headers=headers
+    )
+
+
+def _refusal(refused: _Refused) -> web.Response:
+    payload = {'error': str(refused), 'reason': refused.reason}
+    if refused.extra.get('problems'):
+        payload['problems'] = refused.extra['problems']
+    retry = refused.extra.get('retry')
+    headers = {'Retry-After': str(retry)} if retry is not None else None
+    return _json(refused.status, payload, headers)
+
+
+def make_app(
+    config: ServiceConfig, auth: Authenticator, appender: AsyncStreamAppender | None = None
+) -> web.Application:
+    """The aiohttp application. ``appender`` defaults to one on ``config``'s stream; it is
+    closed when the application shuts down."""
+    appender = appender or AsyncStreamAppender(
+        config.redis_url, config.stream_name, config.consumer_group, config.high_water
+    )
+    service = _Service(config, auth, appender)
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app.add_routes(
+        [
+            web.post('/v1/events', service.single),
+            web.post('/v1/events/batch', service.batch),
+            web.get('/health', service.health),
+            web.get('/metrics', service.metrics_text),
+        ]
+    )
+
+    async def close(_app):
+        await appender.close()
+
+    app.on_cleanup.append(close)
+    return app
