@@ -46,8 +46,8 @@ from beam_pipelines.ingest.payloads import PayloadError
 from beam_pipelines.ingest.payloads import PayloadLimits
 from beam_pipelines.ingest.payloads import parse_batch
 from beam_pipelines.ingest.payloads import parse_single
-from beam_pipelines.ingest.rate_limit import RateLimiter
 from beam_pipelines.io.stream_append import AsyncStreamAppender
+from beam_pipelines.throttling import RateLimiter
 
 __all__ = ['BacklogGate', 'ServiceConfig', 'make_app']
 

@@ -20,7 +20,6 @@ import io
 import logging
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -39,6 +38,7 @@ from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
 from beam_pipelines.redaction import redact
+from beam_pipelines.throttling import RetryPolicy
 
 __all__ = ['PostgresTarget', 'RetryPolicy', 'WriteToPostgres', 'connect', 'redact']
 
@@ -84,21 +84,6 @@ def ident(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f'not a plain SQL identifier: {name!r}')
     return f'"{name}"'
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff for transient database errors."""
-
-    attempts: int = 5
-    initial_delay_secs: float = 0.2
-    max_delay_secs: float = 5.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial_delay_secs
-        for _ in range(self.attempts - 1):
-            yield delay
-            delay = min(delay * 2, self.max_delay_secs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,17 +1,42 @@
-"""Per-client rate limiting: a token bucket per client, counted in events.
+"""Throttling and retries: small objects the clients (database, Redis, HTTP) are given.
 
-Hand-written rather than taken from a library (``limits``, ``aiolimiter``): it is a dozen lines,
-needs an event cost per request (a batch of 500 events costs 500), must say how long to wait
-(the ``Retry-After`` of a 429), and keeps its buckets bounded; the libraries do one or two of
-these. The limit is per process: several service processes each apply it.
+* ``RetryPolicy``: bounded exponential backoff (the delays between attempts).
+* ``RateLimiter``: a token bucket per client, with a cost per call. Hand-written rather than
+  taken from a library (``limits``, ``aiolimiter``): it is a dozen lines, needs a cost per call
+  (a batch of 500 events costs 500), must say how long to wait (a ``Retry-After``), and keeps
+  its buckets bounded; the libraries do one or two of these. The limit is per process.
+
+Plain Python, no Beam in it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Iterator
 
-__all__ = ['RateLimiter']
+__all__ = ['RateLimiter', 'RetryPolicy']
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient errors."""
+
+    attempts: int = 5
+    initial_delay_secs: float = 0.2
+    max_delay_secs: float = 5.0
+
+    def __post_init__(self):
+        if self.attempts < 1 or self.initial_delay_secs < 0 or self.max_delay_secs < 0:
+            raise ValueError('attempts must be >= 1 and delays >= 0')
+
+    def delays(self) -> Iterator[float]:
+        """The delay before each retry (``attempts - 1`` of them)."""
+        delay = self.initial_delay_secs
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.max_delay_secs)
 
 
 class RateLimiter:

@@ -1,4 +1,4 @@
-"""The per-client token bucket, on an injected clock."""
+"""Throttling: the per-client token bucket (on an injected clock) and the retry backoff."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from beam_pipelines.ingest.rate_limit import RateLimiter
+from beam_pipelines.throttling import RateLimiter
+from beam_pipelines.throttling import RetryPolicy
 
 
 class Clock:
@@ -56,3 +57,10 @@ def test_buckets_stay_bounded():
 def test_bad_arguments(rate, burst):
     with pytest.raises(ValueError):
         RateLimiter(rate, burst)
+
+
+def test_retry_delays_double_up_to_the_cap():
+    assert list(RetryPolicy(5, 0.5, 3.0).delays()) == [0.5, 1.0, 2.0, 3.0]
+    assert list(RetryPolicy(1).delays()) == []
+    with pytest.raises(ValueError):
+        RetryPolicy(0)
