@@ -1,0 +1,310 @@
+"""The flagship's configuration: every option read, checked once, into a frozen ``Config``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
+
+from beam_pipelines import cli
+from beam_pipelines.columnar.aggregate import WindowSpec
+from beam_pipelines.columnar.panes import TriggerSpec
+from beam_pipelines.io.files import infer_format
+from beam_pipelines.io.redis_sink import RedisLayout
+from beam_pipelines.io.redis_stream import stream_uri
+from beam_pipelines.io.wire_formats import WireFormat
+from beam_pipelines.options import InputOptions
+from beam_pipelines.options import OutputOptions
+from beam_pipelines.options import PostgresOptions
+from beam_pipelines.options import RedisOptions
+from beam_pipelines.options import SourceOptions
+from beam_pipelines.options import TriggerOptions
+from beam_pipelines.options import TuningOptions
+from beam_pipelines.options import WindowOptions
+from beam_pipelines.schema import EventSchema
+from beam_pipelines.schema import SchemaError
+from beam_pipelines.schema import compile_schema
+from beam_pipelines.schema import load_model
+
+__all__ = ['PIPELINE_NAME', 'Config']
+
+PIPELINE_NAME = 'event_analytics'
+DEFAULT_SESSION_GAP_SECS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything the pipeline needs, checked once, from options."""
+
+    input: str
+    input_format: str | None
+    schema: EventSchema
+    window: WindowSpec
+    output_dir: str
+    batch_rows: int
+    num_shards: int
+    input_files: int = 0
+    input_bytes: int = 0
+    postgres_url: str | None = None
+    pg_schema: str = 'public'
+    redis_url: str | None = None
+    redis_layout: RedisLayout = dataclasses.field(default_factory=RedisLayout)
+    source: str = 'files'
+    stream_name: str | None = None
+    consumer_group: str = 'beam_pipelines'
+    consumer_name: str = 'event_analytics'
+    streaming: bool = False
+    trigger: TriggerSpec = dataclasses.field(default_factory=TriggerSpec)
+    dedup_horizon_secs: float = 3600.0
+    state_dir: str | None = None
+    kafka: tuple[str | None, str | None, str | None] = (None, None, None)
+    pubsub_subscription: str | None = None
+    wire: WireFormat = dataclasses.field(default_factory=WireFormat)
+    stop_at_end: bool = False
+    out_of_orderness_secs: float = 0.0
+    every_secs: float | None = None
+    runs: int | None = None
+
+    @property
+    def part_prefix(self) -> str:
+        """Output file prefix. Incremental runs write under ``_current/`` (hidden from readers)
+        and :func:`commit_run` moves the files to ``run-<id>-...`` names once all are written."""
+        return '_current/part' if self.state_dir is not None else 'part'
+
+    @property
+    def unbounded(self) -> bool:
+        """The input never ends (a streaming read of a stream, Kafka or Pub/Sub)."""
+        if not self.streaming:
+            return False
+        return self.source in ('kafka', 'pubsub') or (
+            self.source == 'redis_stream' and not self.stop_at_end
+        )
+
+    @property
+    def accumulation(self) -> str | None:
+        """How sinks apply panes: None (final results), 'accumulating' or 'discarding'."""
+        if not self.panes:
+            return None
+        return 'accumulating' if self.trigger.accumulating else 'discarding'
+
+    @property
+    def panes(self) -> bool:
+        """Aggregates come as panes (streaming or incremental runs), not one final result."""
+        return self.streaming or self.state_dir is not None
+
+    @classmethod
+    def from_options(cls, options, match_input: bool = True) -> Config:
+        """Builds and checks the configuration.
+
+        Raises:
+            cli.UsageError: with a one-line reason.
+        """
+        inp = options.view_as(InputOptions)
+        out = options.view_as(OutputOptions)
+        win = options.view_as(WindowOptions)
+        tune = options.view_as(TuningOptions)
+        pg = options.view_as(PostgresOptions)
+        rd = options.view_as(RedisOptions)
+        try:
+            layout = RedisLayout(rd.redis_prefix, rd.redis_ttl_secs, rd.redis_series_len)
+        except ValueError as exc:
+            raise cli.UsageError(f'--redis_ttl_secs and --redis_series_len: {exc}') from None
+        src = options.view_as(SourceOptions)
+        if src.source == 'redis_stream':
+            if not (rd.redis_url and src.stream_name):
+                raise cli.UsageError('--source redis_stream needs --redis_url and --stream_name')
+            trig = options.view_as(TriggerOptions)
+            streaming_run = options.view_as(StandardOptions).streaming
+            if not (src.stop_at_end or trig.every or streaming_run):
+                raise cli.UsageError(
+                    'an unbounded read needs a streaming runner: pass --stop_at_end to read '
+                    'everything pending and stop, or --state_dir DIR --every 5s to do that on a '
+                    'schedule'
+                )
+        elif src.source == 'kafka':
+            if not (src.kafka_bootstrap_servers and src.kafka_topic):
+                raise cli.UsageError(
+                    '--source kafka needs --kafka_bootstrap_servers and --kafka_topic'
+                )
+        elif src.source == 'pubsub':
+            if not src.pubsub_subscription:
+                raise cli.UsageError('--source pubsub needs --pubsub_subscription')
+        elif not inp.input:
+            raise cli.UsageError('--input is required (a file glob)')
+        wire = _wire_format(src)
+        if src.source in ('kafka', 'pubsub') and not options.view_as(StandardOptions).streaming:
+            raise cli.UsageError(
+                f'--source {src.source} is unbounded: run it with --streaming on Flink or Dataflow'
+            )
+        try:
+            schema = compile_schema(load_model(inp.schema))
+        except SchemaError as exc:
+            raise cli.UsageError(str(exc)) from None
+        try:
+            window = WindowSpec(
+                kind=win.window_type,
+                size_secs=win.window_size_secs,
+                period_secs=(win.window_period_secs or win.window_size_secs / 2)
+                if win.window_type == 'sliding'
+                else win.window_period_secs,
+                gap_secs=(win.session_gap_secs or DEFAULT_SESSION_GAP_SECS)
+                if win.window_type == 'session'
+                else win.session_gap_secs,
+            )
+        except ValueError as exc:
+            raise cli.UsageError(str(exc)) from None
+        trig = options.view_as(TriggerOptions)
+        try:
+            trigger = TriggerSpec(
+                allowed_lateness_secs=trig.allowed_lateness_secs,
+                early_firing_secs=trig.early_firing_secs,
+                late_firing_secs=trig.late_firing_secs,
+                accumulating=trig.accumulation == 'accumulating',
+            )
+        except ValueError as exc:
+            raise cli.UsageError(str(exc)) from None
+        streaming = bool(options.view_as(StandardOptions).streaming)
+        every = _every_secs(trig)
+        runner = str(options.view_as(StandardOptions).runner or 'DirectRunner')
+        if streaming and runner.split('.')[-1] in _LOCAL_RUNNERS:
+            raise cli.UsageError(
+                "--streaming needs a streaming runner (Flink, Dataflow): Beam's Python "
+                'DirectRunner does not hold the watermark for user timers, so panes fired at the '
+                'end of the input could be lost. Locally, run with --state_dir DIR (and --every '
+                '5s): the same panes, fired per run'
+            )
+        if trig.state_dir is not None and streaming:
+            raise cli.UsageError(
+                '--state_dir is for incremental bounded runs; a --streaming job keeps its state '
+                'in the runner'
+            )
+        if trig.out_of_orderness_secs < 0:
+            raise cli.UsageError(
+                f'--out_of_orderness_secs must be >= 0, got {trig.out_of_orderness_secs}'
+            )
+        if streaming or trig.state_dir is not None:
+            if window.kind == 'session' and not trigger.accumulating:
+                raise cli.UsageError(
+                    '--window_type session needs --accumulation accumulating: a discarding pane '
+                    'of a merged session cannot be added to the sessions it replaced'
+                )
+            if not trig.dedup_horizon_secs > 0:
+                raise cli.UsageError(
+                    f'--dedup_horizon_secs must be > 0, got {trig.dedup_horizon_secs}'
+                )
+        if tune.batch_rows < 1:
+            raise cli.UsageError(f'--batch_rows must be >= 1, got {tune.batch_rows}')
+        if tune.num_shards < 1:
+            raise cli.UsageError(f'--num_shards must be >= 1, got {tune.num_shards}')
+        files = total = 0
+        if match_input and src.source == 'files':
+            files, total = _match_input(inp.input, inp.input_format)
+        return cls(
+            input=_source_uri(src, inp, rd),
+            kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
+            pubsub_subscription=src.pubsub_subscription,
+            wire=wire,
+            stop_at_end=bool(src.stop_at_end),
+            source=src.source,
+            stream_name=src.stream_name,
+            consumer_group=src.consumer_group,
+            consumer_name=src.consumer_name,
+            input_format=inp.input_format,
+            schema=schema,
+            window=window,
+            output_dir=out.output_dir.rstrip('/') or '/',
+            batch_rows=tune.batch_rows,
+            num_shards=tune.num_shards,
+            postgres_url=pg.postgres_url,
+            pg_schema=pg.pg_schema,
+            redis_url=rd.redis_url,
+            redis_layout=layout,
+            input_files=files,
+            input_bytes=total,
+            streaming=streaming,
+            trigger=trigger,
+            dedup_horizon_secs=trig.dedup_horizon_secs,
+            state_dir=trig.state_dir.rstrip('/') if trig.state_dir else None,
+            out_of_orderness_secs=trig.out_of_orderness_secs,
+            every_secs=every,
+            runs=trig.runs,
+        )
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.output_dir, *parts)
+
+
+def _wire_format(src) -> WireFormat:
+    if src.wire_format != 'json' and src.source == 'files':
+        raise cli.UsageError('--wire_format is for stream sources; files go by their extension')
+    schema_text = None
+    if src.avro_schema:
+        try:
+            with FileSystems.open(src.avro_schema) as f:
+                schema_text = f.read().decode('utf-8')
+        except Exception as exc:
+            raise cli.UsageError(f'--avro_schema {src.avro_schema}: {exc}') from None
+    columns = tuple(c.strip() for c in (src.csv_columns or '').split(',') if c.strip())
+    try:
+        return WireFormat(src.wire_format, columns, schema_text, src.schema_registry_url)
+    except ValueError as exc:
+        raise cli.UsageError(f'--wire_format {src.wire_format}: {exc}') from None
+
+
+def _source_uri(src, inp, rd) -> str:
+    if src.source == 'redis_stream':
+        return stream_uri(rd.redis_url, src.stream_name)
+    if src.source == 'kafka':
+        return f'kafka://{src.kafka_bootstrap_servers}/{src.kafka_topic}'
+    if src.source == 'pubsub':
+        return f'pubsub://{src.pubsub_subscription}'
+    return inp.input
+
+
+_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0}
+_LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
+
+
+def _every_secs(trig) -> float | None:
+    if trig.every is None:
+        if trig.runs is not None:
+            raise cli.UsageError('--runs needs --every')
+        return None
+    if trig.state_dir is None:
+        raise cli.UsageError('--every needs --state_dir (where state is kept between runs)')
+    text = trig.every.strip().lower()
+    unit = next((u for u in ('ms', 's', 'm', 'h') if text.endswith(u)), '')
+    try:
+        secs = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        secs = -1.0
+    if not secs > 0:
+        raise cli.UsageError(
+            f"--every must be a positive duration like '5s' or '1m', got {trig.every!r}"
+        )
+    if trig.runs is not None and trig.runs < 1:
+        raise cli.UsageError(f'--runs must be >= 1, got {trig.runs}')
+    return secs
+
+
+def _match_input(pattern: str, input_format: str | None) -> tuple[int, int]:
+    try:
+        matched = FileSystems.match([pattern])[0].metadata_list
+    except Exception as exc:
+        raise cli.UsageError(f'--input {pattern!r} cannot be read: {exc}') from None
+    files = [m for m in matched if m.size_in_bytes is not None]
+    if not files:
+        raise cli.UsageError(f'--input {pattern!r} matched no files')
+    if input_format is None:
+        unknown = [m.path for m in files if infer_format(m.path) is None]
+        if unknown:
+            raise cli.UsageError(
+                f'cannot tell the format of {unknown[0]} from its extension: pass --input_format'
+            )
+    for m in files:
+        try:
+            FileSystems.open(m.path).close()
+        except Exception as exc:
+            raise cli.UsageError(f'cannot read {m.path}: {exc}') from None
+    return len(files), sum(m.size_in_bytes for m in files)

@@ -1,0 +1,139 @@
+"""The flagship's command line: parse flags, prepare the warehouse, run once or ``--every``
+interval, print each run's summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import apache_beam as beam
+import psycopg2
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines import cli
+from beam_pipelines.event_analytics.config import PIPELINE_NAME
+from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.event_analytics.pipeline import build_pipeline
+from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
+from beam_pipelines.event_analytics.run_files import clear_current
+from beam_pipelines.event_analytics.run_files import clear_outputs
+from beam_pipelines.event_analytics.run_files import read_summary
+from beam_pipelines.io.postgres import connect
+from beam_pipelines.io.postgres import ident
+from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.warehouse_schema import migrate
+
+__all__ = ['format_summary', 'prepare_warehouse', 'run']
+
+
+def prepare_warehouse(config: Config) -> None:
+    """Creates or migrates the warehouse schema before the run (idempotent)."""
+    try:
+        ident(config.pg_schema)
+        conn = connect(config.postgres_url)
+    except (psycopg2.Error, ValueError) as exc:
+        raise cli.UsageError(
+            f'--postgres_url {redact(config.postgres_url)}: {str(exc).strip()}'
+        ) from None
+    try:
+        migrate(conn, config.pg_schema)
+    finally:
+        conn.close()
+
+
+def format_summary(summary: dict[str, Any], seconds: float) -> str:
+    c = summary['counts']
+    read = c.get('read', 0)
+    rate = read / seconds if seconds > 0 else 0.0
+    streaming = summary['options'].get('streaming') or summary['options'].get('state_dir')
+    terms = 'valid + dead_letter + duplicates' + (' + late' if streaming else '')
+    identity = (
+        f'read = {terms}: holds'
+        if summary['balanced']
+        else f'read = {terms}: BROKEN by {summary["unaccounted"]}'
+    )
+    window = summary['options']['window']
+    origin = f'{summary["input_files"]} file(s)' if summary['input_files'] else summary['input']
+    return '\n'.join(
+        [
+            f'{PIPELINE_NAME}: read {read:,} records from {origin} '
+            f'in {seconds:.1f} s ({rate:,.0f} records/s)',
+            f'  valid {c.get("valid", 0):,}   dead_letter {c.get("dead_letter", 0):,}   '
+            f'duplicates {c.get("duplicates", 0):,}   '
+            + (f'late {c.get("late", 0):,}   ' if streaming else '')
+            + f'({identity})',
+            f'  aggregates {c.get("aggregates", 0):,} rows ({window["kind"]} windows)',
+            f'  outputs: {summary["outputs"]["events"]}  {summary["outputs"]["aggregates"]}  '
+            f'{summary["outputs"]["dead_letter"]}  {summary["outputs"]["summary"]}',
+        ]
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parses flags, runs the pipeline (once, or ``--every`` interval), prints its summaries.
+
+    Returns:
+        The exit status: 0, or that of the first run that did not succeed.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = cli.parse_pipeline_args(argv)
+    # The launcher itself lists, reads and clears files: give Beam's filesystems the options
+    # (S3 endpoint and keys, GCS project) before it does.
+    FileSystems.set_options(options)
+    config = Config.from_options(options)
+    if config.postgres_url is not None:
+        prepare_warehouse(config)
+    if config.state_dir is None:
+        clear_outputs(config)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config)
+    if config.every_secs is None:
+        clear_current(config)
+        return _run_once(pipeline, config, started)
+    # Local continuous mode: a bounded run per tick, state carried in --state_dir.
+    done = 0
+    next_start = time.monotonic()
+    while config.runs is None or done < config.runs:
+        delay = next_start - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        next_start = time.monotonic() + config.every_secs
+        # The pipeline is built once and run again on each tick (building it costs about a
+        # second). A file input is read again every run: the ids kept drop its duplicates.
+        clear_current(config)
+        status = _run_once(pipeline, config)
+        if status != 0:
+            return status
+        done += 1
+    return 0
+
+
+def _run_once(pipeline: beam.Pipeline, config: Config, started: float | None = None) -> int:
+    """Runs the built pipeline; ``started`` (monotonic) counts its building in the time."""
+    started = time.monotonic() if started is None else started
+    result = pipeline.run()
+    if config.unbounded:
+        print(f'{PIPELINE_NAME}: streaming job submitted ({config.input}); metrics are its counts')
+        result.wait_until_finish()
+        print(f'{PIPELINE_NAME}: streaming job ended: {result.state}')
+        return 0
+    result.wait_until_finish()
+    seconds = time.monotonic() - started
+    summary = read_summary(config)
+    if summary is None:
+        print(
+            f'{PIPELINE_NAME}: finished in {seconds:.1f} s; no summary at '
+            f'{config.path(SUMMARY_FILE)}',
+            file=sys.stderr,
+        )
+        return cli.EXIT_FAILED
+    print(format_summary(summary, seconds), flush=True)
+    if not summary['balanced']:
+        print(
+            f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',
+            file=sys.stderr,
+        )
+        return 3
+    return 0

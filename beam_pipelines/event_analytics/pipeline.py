@@ -1,0 +1,283 @@
+"""The flagship's graph: source, parse, cleanse, validate, deduplicate, aggregate, sinks."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+from typing import NamedTuple
+
+import apache_beam as beam
+
+from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
+from beam_pipelines.columnar.aggregate import KEY_COLUMNS
+from beam_pipelines.columnar.batch import RawBatch
+from beam_pipelines.columnar.panes import PANE_SCHEMA
+from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
+from beam_pipelines.event_analytics.config import PIPELINE_NAME
+from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
+from beam_pipelines.event_analytics.run_files import commit_run
+from beam_pipelines.io.files import ReadEventFiles
+from beam_pipelines.io.message_sources import ReadMessages
+from beam_pipelines.io.message_sources import kafka_reader
+from beam_pipelines.io.message_sources import pubsub_reader
+from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.redis_sink import WriteToRedis
+from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
+from beam_pipelines.io.redis_stream import ReadFromRedisStream
+from beam_pipelines.io.redis_stream_sdf import ReadRedisStreamContinuously
+from beam_pipelines.io.sinks import WriteDeadLetters
+from beam_pipelines.io.sinks import WriteRunSummary
+from beam_pipelines.io.sinks import WriteTablesToParquet
+from beam_pipelines.io.warehouse import WriteToWarehouse
+from beam_pipelines.transforms.aggregate import AggregateWindows
+from beam_pipelines.transforms.cleanse import CleanseEvents
+from beam_pipelines.transforms.completion import RunAfter
+from beam_pipelines.transforms.counting import CountAs
+from beam_pipelines.transforms.counting import SumCounts
+from beam_pipelines.transforms.counting import one
+from beam_pipelines.transforms.dedup import DeduplicateEvents
+from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
+from beam_pipelines.transforms.parse import ParseEvents
+from beam_pipelines.transforms.parse import parsed_rows
+from beam_pipelines.transforms.stream_aggregate import AggregateStream
+from beam_pipelines.transforms.validate import ValidateEvents
+
+__all__ = ['COUNTS', 'Outputs', 'build_pipeline']
+
+COUNTS = ('read', 'valid', 'dead_letter', 'duplicates', 'aggregates')
+FILE_WINDOW_SECS = 60  # unbounded runs: one set of output files per minute
+
+
+class Outputs(NamedTuple):
+    """What :func:`build_pipeline` produces (before the sinks)."""
+
+    events: beam.PCollection
+    aggregates: beam.PCollection
+    dead_letter: beam.PCollection
+    counts: beam.PCollection | None  # one dict {name: total} per name; None when unbounded
+    late: beam.PCollection | None = None  # streaming: envelopes of events past the lateness
+    retractions: beam.PCollection | None = None  # streaming: sessions merged after a pane
+
+
+def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
+    """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
+    schema = config.schema
+    stream_read = None
+    if config.source == 'redis_stream' and config.streaming:
+        # Acknowledged by bundle finalization once the runner has committed the outputs.
+        raw = p | 'ReadStream' >> ReadRedisStreamContinuously(
+            config.redis_url,
+            config.stream_name,
+            config.consumer_group,
+            config.consumer_name,
+            batch_rows=config.batch_rows,
+            out_of_orderness_secs=config.out_of_orderness_secs,
+            stop_when_idle=config.stop_at_end,
+        )
+    elif config.source == 'kafka':
+        servers, topic, expansion = config.kafka
+        reader = kafka_reader(servers, topic, config.consumer_group, expansion)
+        raw = p | 'ReadKafka' >> ReadMessages(reader, config.input, config.batch_rows)
+    elif config.source == 'pubsub':
+        reader = pubsub_reader(config.pubsub_subscription)
+        raw = p | 'ReadPubSub' >> ReadMessages(reader, config.input, config.batch_rows)
+    elif config.source == 'redis_stream':
+        stream_read = p | 'ReadStream' >> ReadFromRedisStream(
+            config.redis_url,
+            config.stream_name,
+            config.consumer_group,
+            config.consumer_name,
+            batch_rows=config.batch_rows,
+        )
+        raw = stream_read.batches
+    else:
+        raw = p | 'ReadFiles' >> ReadEventFiles(
+            config.input,
+            config.input_format,
+            batch_rows=config.batch_rows,
+            total_bytes=config.input_bytes or None,
+        )
+    if config.wire.kind != 'json':
+        raw = raw | 'DecodeWire' >> beam.Map(config.wire.decode_batch).with_output_types(RawBatch)
+    parsed = raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
+    validated = (
+        parsed.batches
+        | 'Cleanse' >> CleanseEvents(schema)
+        | 'Validate' >> ValidateEvents(schema, PIPELINE_NAME)
+    )
+    # One shuffle serves both steps: sharding by the aggregation key brings every copy of an
+    # event (an exact retransmission has the same key) and every event of a key together.
+    late = retractions = state = None
+    if config.state_dir is not None:
+        stream = validated.valid | 'AggregateIncrementally' >> AggregateMicroBatch(
+            config.window,
+            config.trigger,
+            config.num_shards,
+            config.dedup_horizon_secs,
+            PIPELINE_NAME,
+            state_dir=config.state_dir,
+            out_of_orderness_secs=config.out_of_orderness_secs,
+        )
+        events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
+        late, retractions, state = stream.late, stream.retractions, stream.state
+    elif config.streaming:
+        stream = validated.valid | 'AggregateStream' >> AggregateStream(
+            config.window,
+            config.trigger,
+            config.num_shards,
+            config.dedup_horizon_secs,
+            PIPELINE_NAME,
+        )
+        events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
+        late, retractions = stream.late, stream.retractions
+    else:
+        deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(
+            config.num_shards, shard_by=KEY_COLUMNS
+        )
+        events, duplicates = deduplicated.events, deduplicated.duplicates
+        aggregates = events | 'Aggregate' >> AggregateWindows(
+            config.window, config.num_shards, complete_keys=True
+        )
+    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
+    sized = [
+        parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
+        parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
+        events | 'CountValid' >> CountAs('valid'),
+        dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
+        duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
+        aggregates | 'CountAggregates' >> CountAs('aggregates'),
+    ]
+    names = list(COUNTS)
+    if config.panes:
+        sized.append(late | 'CountLate' >> CountAs('late', one))
+        sized.append(retractions | 'CountRetractions' >> CountAs('retractions'))
+        names += ['late', 'retractions']
+    all_dead_letters = dead_letter
+    if write and config.postgres_url is not None:
+        loaded = {
+            'events': events,
+            'aggregates': aggregates,
+            'dead_letter': dead_letter,
+            **({'retractions': retractions} if config.panes else {}),
+        } | 'WriteWarehouse' >> WriteToWarehouse(
+            config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
+        )
+        for table, written in loaded.written.items():
+            sized.append(written | f'CountLoaded[{table}]' >> CountAs(f'postgres_{table}', int))
+            names.append(f'postgres_{table}')
+        sized.append(loaded.dead_letter | 'CountRefused' >> CountAs('sink_dead_letter', one))
+        names.append('sink_dead_letter')
+        all_dead_letters = (dead_letter, loaded.dead_letter) | 'WithSinkDeadLetters' >> (
+            beam.Flatten()
+        )
+    if write and config.redis_url is not None:
+        commands = aggregates | 'WriteRedis' >> WriteToRedis(
+            config.redis_url, config.redis_layout, config.accumulation
+        )
+        sized.append(commands | 'CountRedisCommands' >> CountAs('redis_commands', int))
+        names.append('redis_commands')
+    # An unbounded run has no end to count at: its counts are the Beam metrics, and its files
+    # are written per window of --file_window_secs.
+    counts = None
+    if not config.unbounded:
+        counts = sized | 'FlattenCounts' >> beam.Flatten() | 'SumCounts' >> SumCounts(names)
+    every = FILE_WINDOW_SECS if config.unbounded else None
+    if write:
+        written = [
+            events
+            | 'WriteEvents'
+            >> WriteTablesToParquet(
+                config.path('events', config.part_prefix),
+                schema.event_arrow_schema(),
+                triggering_frequency=every,
+            ),
+            aggregates
+            | 'WriteAggregates'
+            >> WriteTablesToParquet(
+                config.path('aggregates', config.part_prefix),
+                PANE_SCHEMA if config.panes else AGGREGATE_SCHEMA,
+                triggering_frequency=every,
+            ),
+            all_dead_letters
+            | 'WriteDeadLetters'
+            >> WriteDeadLetters(config.path('dead_letter', config.part_prefix), every),
+        ]
+        if counts is not None:
+            # The counts include the PostgreSQL and Redis loads: the summary comes after them.
+            written.append(
+                counts
+                | 'WriteRunSummary'
+                >> WriteRunSummary(config.path(SUMMARY_FILE), _summary_context(config))
+            )
+        if config.panes:
+            written += [
+                late
+                | 'WriteLate' >> WriteDeadLetters(config.path('late', config.part_prefix), every),
+                retractions
+                | 'WriteRetractions'
+                >> WriteTablesToParquet(
+                    config.path('retractions', config.part_prefix),
+                    RETRACTION_SCHEMA,
+                    triggering_frequency=every,
+                ),
+            ]
+        if state is not None:
+            # The state moves forward only with the outputs it produced; the stream entries are
+            # acknowledged after that, so a crash in between re-reads them as duplicates.
+            committed = (*written,) | 'CommitRun' >> RunAfter(
+                commit_run,
+                config.output_dir,
+                on=state | 'AllStateFiles' >> beam.combiners.ToList(),
+            )
+            written = [committed]  # it completes after every output: waiting on it is enough
+        if stream_read is not None:
+            _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
+                config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
+            )
+    return Outputs(events, aggregates, dead_letter, counts, late, retractions)
+
+
+def _summary_context(config: Config) -> dict[str, Any]:
+    return {
+        'pipeline': PIPELINE_NAME,
+        'started_at': dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'input': config.input,
+        'input_files': config.input_files,
+        'input_bytes': config.input_bytes,
+        'schema': config.schema.name,
+        'row_level_validation': list(config.schema.row_level_reasons),
+        'options': {
+            'input_format': config.input_format,
+            'window': dataclasses.asdict(config.window),
+            'output_dir': config.output_dir,
+            'batch_rows': config.batch_rows,
+            'num_shards': config.num_shards,
+            'postgres_url': redact(config.postgres_url) if config.postgres_url else None,
+            'pg_schema': config.pg_schema if config.postgres_url else None,
+            'redis_url': redact(config.redis_url) if config.redis_url else None,
+            'redis_prefix': config.redis_layout.prefix if config.redis_url else None,
+            'streaming': config.streaming,
+            'state_dir': config.state_dir,
+            **(
+                {
+                    'trigger': dataclasses.asdict(config.trigger),
+                    'dedup_horizon_secs': config.dedup_horizon_secs,
+                }
+                if config.panes
+                else {}
+            ),
+        },
+        'outputs': {
+            'events': config.path('events') + '/',
+            'aggregates': config.path('aggregates') + '/',
+            'dead_letter': config.path('dead_letter') + '/',
+            **(
+                {'late': config.path('late') + '/', 'retractions': config.path('retractions') + '/'}
+                if config.panes
+                else {}
+            ),
+            'summary': config.path(SUMMARY_FILE),
+        },
+    }
