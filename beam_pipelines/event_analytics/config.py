@@ -13,11 +13,13 @@ from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.io.files import infer_format
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_stream import stream_uri
+from beam_pipelines.io.rest_api import RestApiSpec
 from beam_pipelines.io.wire_formats import WireFormat
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
 from beam_pipelines.options import RedisOptions
+from beam_pipelines.options import RestApiOptions
 from beam_pipelines.options import SourceOptions
 from beam_pipelines.options import TriggerOptions
 from beam_pipelines.options import TuningOptions
@@ -65,6 +67,9 @@ class Config:
     out_of_orderness_secs: float = 0.0
     every_secs: float | None = None
     runs: int | None = None
+    rest: RestApiSpec | None = None
+    rest_poll_secs: float = 60.0
+    rest_token_file: str | None = None
 
     @property
     def part_prefix(self) -> str:
@@ -74,11 +79,11 @@ class Config:
 
     @property
     def unbounded(self) -> bool:
-        """The input never ends (a streaming read of a stream, Kafka or Pub/Sub)."""
+        """The input never ends (a streaming read of a stream, an API, Kafka or Pub/Sub)."""
         if not self.streaming:
             return False
         return self.source in ('kafka', 'pubsub') or (
-            self.source == 'redis_stream' and not self.stop_at_end
+            self.source in ('redis_stream', 'rest_api') and not self.stop_at_end
         )
 
     @property
@@ -111,16 +116,20 @@ class Config:
         except ValueError as exc:
             raise cli.UsageError(f'--redis_ttl_secs and --redis_series_len: {exc}') from None
         src = options.view_as(SourceOptions)
-        if src.source == 'redis_stream':
-            if not (rd.redis_url and src.stream_name):
+        streaming_run = bool(options.view_as(StandardOptions).streaming)
+        trig = options.view_as(TriggerOptions)
+        rest = None
+        if src.source in ('redis_stream', 'rest_api'):
+            if src.source == 'redis_stream' and not (rd.redis_url and src.stream_name):
                 raise cli.UsageError('--source redis_stream needs --redis_url and --stream_name')
-            trig = options.view_as(TriggerOptions)
-            streaming_run = options.view_as(StandardOptions).streaming
-            if not (src.stop_at_end or trig.every or streaming_run):
+            if src.source == 'rest_api':
+                rest = _rest_spec(options.view_as(RestApiOptions))
+            # Incremental runs (--state_dir, with or without --every) read what is there now.
+            if not (src.stop_at_end or trig.state_dir or streaming_run):
                 raise cli.UsageError(
                     'an unbounded read needs a streaming runner: pass --stop_at_end to read '
-                    'everything pending and stop, or --state_dir DIR --every 5s to do that on a '
-                    'schedule'
+                    'everything pending and stop, or --state_dir DIR (and --every 5s) to do that '
+                    'incrementally'
                 )
         elif src.source == 'kafka':
             if not (src.kafka_bootstrap_servers and src.kafka_topic):
@@ -133,7 +142,7 @@ class Config:
         elif not inp.input:
             raise cli.UsageError('--input is required (a file glob)')
         wire = _wire_format(src)
-        if src.source in ('kafka', 'pubsub') and not options.view_as(StandardOptions).streaming:
+        if src.source in ('kafka', 'pubsub') and not streaming_run:
             raise cli.UsageError(
                 f'--source {src.source} is unbounded: run it with --streaming on Flink or Dataflow'
             )
@@ -201,7 +210,10 @@ class Config:
         if match_input and src.source == 'files':
             files, total = _match_input(inp.input, inp.input_format)
         return cls(
-            input=_source_uri(src, inp, rd),
+            input=rest.name if rest else _source_uri(src, inp, rd),
+            rest=rest,
+            rest_poll_secs=options.view_as(RestApiOptions).rest_poll_secs,
+            rest_token_file=options.view_as(RestApiOptions).rest_token_file,
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
             wire=wire,
@@ -308,3 +320,32 @@ def _match_input(pattern: str, input_format: str | None) -> tuple[int, int]:
         except Exception as exc:
             raise cli.UsageError(f'cannot read {m.path}: {exc}') from None
     return len(files), sum(m.size_in_bytes for m in files)
+
+
+_PAGE_PARAMS = {'offset': 'offset', 'page': 'page', 'cursor': 'cursor'}
+
+
+def _rest_spec(rest) -> RestApiSpec:
+    if not rest.rest_url:
+        raise cli.UsageError('--source rest_api needs --rest_url')
+    if not rest.rest_poll_secs > 0:
+        raise cli.UsageError(f'--rest_poll_secs must be > 0, got {rest.rest_poll_secs}')
+    page_param = rest.rest_page_param or _PAGE_PARAMS.get(rest.rest_pagination, 'offset')
+    try:
+        return RestApiSpec(
+            url=rest.rest_url,
+            pagination=rest.rest_pagination,
+            items_field=rest.rest_items_field,
+            page_size=rest.rest_page_size,
+            limit_param=rest.rest_limit_param,
+            offset_param=page_param,
+            page_param=page_param,
+            cursor_param=page_param,
+            next_cursor_field=rest.rest_next_cursor_field,
+            since_param=rest.rest_since_param,
+            watermark_field=rest.rest_watermark_field,
+            id_field=rest.rest_id_field,
+            requests_per_sec=rest.rest_requests_per_sec,
+        )
+    except ValueError as exc:
+        raise cli.UsageError(f'--rest_*: {exc}') from None

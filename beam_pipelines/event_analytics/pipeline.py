@@ -11,22 +11,16 @@ import apache_beam as beam
 
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.columnar.aggregate import KEY_COLUMNS
-from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.panes import PANE_SCHEMA
 from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import commit_run
-from beam_pipelines.io.files import ReadEventFiles
-from beam_pipelines.io.message_sources import ReadMessages
-from beam_pipelines.io.message_sources import kafka_reader
-from beam_pipelines.io.message_sources import pubsub_reader
+from beam_pipelines.event_analytics.sources import read_source
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
-from beam_pipelines.io.redis_stream import ReadFromRedisStream
-from beam_pipelines.io.redis_stream_sdf import ReadRedisStreamContinuously
 from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
@@ -64,44 +58,8 @@ class Outputs(NamedTuple):
 def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outputs:
     """Applies the flagship's transforms (and, with ``write``, its sinks) to ``p``."""
     schema = config.schema
-    stream_read = None
-    if config.source == 'redis_stream' and config.streaming:
-        # Acknowledged by bundle finalization once the runner has committed the outputs.
-        raw = p | 'ReadStream' >> ReadRedisStreamContinuously(
-            config.redis_url,
-            config.stream_name,
-            config.consumer_group,
-            config.consumer_name,
-            batch_rows=config.batch_rows,
-            out_of_orderness_secs=config.out_of_orderness_secs,
-            stop_when_idle=config.stop_at_end,
-        )
-    elif config.source == 'kafka':
-        servers, topic, expansion = config.kafka
-        reader = kafka_reader(servers, topic, config.consumer_group, expansion)
-        raw = p | 'ReadKafka' >> ReadMessages(reader, config.input, config.batch_rows)
-    elif config.source == 'pubsub':
-        reader = pubsub_reader(config.pubsub_subscription)
-        raw = p | 'ReadPubSub' >> ReadMessages(reader, config.input, config.batch_rows)
-    elif config.source == 'redis_stream':
-        stream_read = p | 'ReadStream' >> ReadFromRedisStream(
-            config.redis_url,
-            config.stream_name,
-            config.consumer_group,
-            config.consumer_name,
-            batch_rows=config.batch_rows,
-        )
-        raw = stream_read.batches
-    else:
-        raw = p | 'ReadFiles' >> ReadEventFiles(
-            config.input,
-            config.input_format,
-            batch_rows=config.batch_rows,
-            total_bytes=config.input_bytes or None,
-        )
-    if config.wire.kind != 'json':
-        raw = raw | 'DecodeWire' >> beam.Map(config.wire.decode_batch).with_output_types(RawBatch)
-    parsed = raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
+    source = read_source(p, config)
+    parsed = source.raw | 'Parse' >> ParseEvents(schema, PIPELINE_NAME)
     validated = (
         parsed.batches
         | 'Cleanse' >> CleanseEvents(schema)
@@ -122,6 +80,8 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         )
         events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
         late, retractions, state = stream.late, stream.retractions, stream.state
+        if source.state is not None:  # the source's own position moves with the run
+            state = (state, source.state) | 'WithSourceState' >> beam.Flatten()
     elif config.streaming:
         stream = validated.valid | 'AggregateStream' >> AggregateStream(
             config.window,
@@ -232,8 +192,8 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
                 on=state | 'AllStateFiles' >> beam.combiners.ToList(),
             )
             written = [committed]  # it completes after every output: waiting on it is enough
-        if stream_read is not None:
-            _ = (stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
+        if source.stream_read is not None:
+            _ = (source.stream_read.read_until, *written) | 'AckStream' >> AcknowledgeRedisStream(
                 config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
             )
     return Outputs(events, aggregates, dead_letter, counts, late, retractions)

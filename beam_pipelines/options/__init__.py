@@ -4,6 +4,7 @@ from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
 from beam_pipelines.options.redis import RedisOptions
+from beam_pipelines.options.rest_api import RestApiOptions
 from beam_pipelines.options.source import SourceOptions
 from beam_pipelines.options.streaming import TriggerOptions
 from beam_pipelines.options.tuning import TuningOptions
@@ -14,6 +15,7 @@ __all__ = [
     'OutputOptions',
     'PostgresOptions',
     'RedisOptions',
+    'RestApiOptions',
     'SourceOptions',
     'TriggerOptions',
     'TuningOptions',

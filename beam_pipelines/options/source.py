@@ -1,4 +1,5 @@
-"""Options that choose where events come from: files, or a Redis stream."""
+"""Options that choose where events come from: files, a Redis stream, a REST API, Kafka or
+Pub/Sub."""
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -8,11 +9,11 @@ class SourceOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             '--source',
-            choices=('files', 'redis_stream', 'kafka', 'pubsub'),
+            choices=('files', 'redis_stream', 'rest_api', 'kafka', 'pubsub'),
             default='files',
-            help='files (--input), redis_stream (--redis_url, --stream_name), kafka '
-            '(--kafka_bootstrap_servers, --kafka_topic; needs Java) or pubsub '
-            '(--pubsub_subscription); kafka and pubsub need --streaming.',
+            help='files (--input), redis_stream (--redis_url, --stream_name), rest_api '
+            '(--rest_url), kafka (--kafka_bootstrap_servers, --kafka_topic; needs Java) or '
+            'pubsub (--pubsub_subscription); kafka and pubsub need --streaming.',
         )
         parser.add_argument('--kafka_bootstrap_servers', default=None, help='host:port[,...]')
         parser.add_argument('--kafka_topic', default=None, help='Kafka topic to read.')
@@ -59,5 +60,6 @@ class SourceOptions(PipelineOptions):
         parser.add_argument(
             '--stop_at_end',
             action='store_true',
-            help='Read everything pending in the stream, write the outputs, acknowledge, stop.',
+            help='Read everything pending in the stream (or poll the API once), write the '
+            'outputs, acknowledge, stop.',
         )
