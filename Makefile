@@ -46,9 +46,11 @@ bench: $(STAMP)
 bench-sinks: $(STAMP)
 	$(BIN)/python -m beam_pipelines.bench_sinks --events 200000
 
-# Needs Redis: local continuous mode, event appended -> pane visible in Redis.
+# Needs Redis: local continuous mode, event sent -> pane visible in Redis (VIA=http: through the
+# HTTP ingestion service).
+VIA ?= redis
 bench-latency: $(STAMP)
-	$(BIN)/python -m beam_pipelines.bench_latency --rate 10000 --seconds 30 --every 1s
+	$(BIN)/python -m beam_pipelines.bench_latency --rate 10000 --seconds 30 --every 1s --via $(VIA)
 
 migrate: $(STAMP)
 	$(BIN)/python -m beam_pipelines.warehouse migrate --postgres_url '$(POSTGRES_URL)'

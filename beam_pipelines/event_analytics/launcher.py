@@ -15,6 +15,7 @@ from beam_pipelines import cli
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.event_analytics.pipeline import build_pipeline
+from beam_pipelines.event_analytics.rerun import Rerunner
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import clear_current
 from beam_pipelines.event_analytics.run_files import clear_outputs
@@ -91,8 +92,9 @@ def run(argv: list[str] | None = None) -> int:
     build_pipeline(pipeline, config)
     if config.every_secs is None:
         clear_current(config)
-        return _run_once(pipeline, config, started)
+        return _run_once(pipeline.run, config, started)
     # Local continuous mode: a bounded run per tick, state carried in --state_dir.
+    rerunner = Rerunner(pipeline, options)
     done = 0
     next_start = time.monotonic()
     while config.runs is None or done < config.runs:
@@ -100,20 +102,21 @@ def run(argv: list[str] | None = None) -> int:
         if delay > 0:
             time.sleep(delay)
         next_start = time.monotonic() + config.every_secs
-        # The pipeline is built once and run again on each tick (building it costs about a
-        # second). A file input is read again every run: the ids kept drop its duplicates.
+        # The pipeline is built (and on the local runners translated) once and run again on each
+        # tick. A file input is read again every run: the ids kept drop its duplicates.
         clear_current(config)
-        status = _run_once(pipeline, config)
+        status = _run_once(rerunner.run, config)
         if status != 0:
             return status
         done += 1
     return 0
 
 
-def _run_once(pipeline: beam.Pipeline, config: Config, started: float | None = None) -> int:
-    """Runs the built pipeline; ``started`` (monotonic) counts its building in the time."""
+def _run_once(run_pipeline, config: Config, started: float | None = None) -> int:
+    """Runs the built pipeline (``run_pipeline()``); ``started`` (monotonic) counts its
+    building in the time."""
     started = time.monotonic() if started is None else started
-    result = pipeline.run()
+    result = run_pipeline()
     if config.unbounded:
         print(f'{PIPELINE_NAME}: streaming job submitted ({config.input}); metrics are its counts')
         result.wait_until_finish()

@@ -375,3 +375,18 @@ def test_rest_source_flags(tmp_path, args, match):
 
     with pytest.raises(cli.UsageError, match=match):
         event_analytics.run([*args, '--output_dir', str(tmp_path)])
+
+
+@pytest.mark.e2e
+def test_the_local_continuous_mode_polls_on_every_tick(tmp_path, capsys):
+    api = Api([])
+    added = iter(range(100))
+    api.on_first_page = lambda api: api.records.extend(record(next(added)) for _ in range(3))
+    with serving(api) as base:
+        args = _rest_args(base, tmp_path / 'out', '--state_dir', str(tmp_path / 'state'))
+        assert event_analytics.run([*args, '--every', '0.1s', '--runs', '3']) == 0
+    printed = capsys.readouterr().out
+    assert printed.count('event_analytics: read 3 records') == 3  # each tick reads what is new
+    events = FileSystems.match([str(tmp_path / 'out' / 'events' / 'run-*')])[0].metadata_list
+    ids = [i for m in events for i in pq.read_table(m.path).column('event_id').to_pylist()]
+    assert sorted(ids) == sorted(f'e{i}' for i in range(9))
