@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench bench-sinks bench-latency migrate sample clean
+.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest migrate sample clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ migrate: $(STAMP)
 
 clean:
 	rm -rf out data bench_out .pytest_cache .ruff_cache .hypothesis
+
+# Needs Redis: the HTTP ingestion service's throughput (single events and batches).
+bench-ingest: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench_ingest --seconds 10 --concurrency 32 --batch 100

@@ -9,8 +9,9 @@ Endpoints:
   needed, for load balancers and orchestrators).
 * ``GET /metrics``: the service's Prometheus metrics.
 
-Each accepted request is appended to the Redis stream in one ``MULTI``/``EXEC`` (all its events
-or none) before the 202 answer, so an acknowledged event is in the stream; the pipeline reads
+Each accepted request is appended to the Redis stream atomically (all its events or none; with
+the requests that arrived while the previous append was in flight: :class:`GroupCommit`)
+before the 202 answer, so an acknowledged event is in the stream; the pipeline reads
 it through its consumer group (``--source redis_stream``). Refusals, in the order checked:
 
 * 401: no or wrong credentials (:mod:`beam_pipelines.ingest.auth`).
@@ -30,6 +31,8 @@ by ``event_id``.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import logging
 import math
@@ -49,7 +52,7 @@ from beam_pipelines.ingest.payloads import parse_single
 from beam_pipelines.io.stream_append import AsyncStreamAppender
 from beam_pipelines.throttling import RateLimiter
 
-__all__ = ['BacklogGate', 'ServiceConfig', 'make_app']
+__all__ = ['BacklogGate', 'GroupCommit', 'ServiceConfig', 'make_app']
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,6 +106,72 @@ class BacklogGate:
         return self.backlog > self._appender.high_water
 
 
+class GroupCommit:
+    """Appends concurrent requests together: while one append is in flight, the requests that
+    arrive queue up and go in the next one, as a database's group commit. Under load that turns
+    hundreds of round trips and ``MULTI``/``EXEC``s a second into a few large ones; alone, a
+    request goes at once. A group is appended atomically, so every request in it is in the
+    stream (answered 202) or none is (each answered 503).
+
+    Args:
+        appender: the stream.
+        max_events: most events in one append (larger groups are split between requests).
+    """
+
+    def __init__(self, appender: AsyncStreamAppender, max_events: int = 10_000):
+        self._appender = appender
+        self._max_events = max_events
+        self._pending: collections.deque[tuple[list[bytes], asyncio.Future]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.appends = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def append(self, events: list[bytes]) -> list[str]:
+        """Appends the events in order; returns their entry ids once they are in the stream."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group, size = [], 0
+                while self._pending and (
+                    not group or size + len(self._pending[0][0]) <= self._max_events
+                ):
+                    events, future = self._pending.popleft()
+                    group.append((events, future))
+                    size += len(events)
+                await self._flush(group)
+
+    async def _flush(self, group) -> None:
+        try:
+            ids = await self._appender.append([e for events, _ in group for e in events])
+        except Exception as exc:  # every request of the group learns it failed
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.appends += 1
+        start = 0
+        for events, future in group:
+            if not future.done():  # a client that went away has its future cancelled
+                future.set_result(ids[start : start + len(events)])
+            start += len(events)
+
+
 class _Metrics:
     def __init__(self):
         self.registry = prometheus_client.CollectorRegistry()
@@ -146,6 +215,7 @@ class _Service:
         self._config = config
         self._auth = auth
         self._appender = appender
+        self.commits = GroupCommit(appender)
         self._gate = BacklogGate(appender, config.backlog_check_secs)
         self._limiter = None
         if config.rate_limit_eps is not None:
@@ -195,7 +265,7 @@ class _Service:
         await self._check_capacity(request, len(events))
         started = time.perf_counter()
         try:
-            ids = await self._appender.append(events)
+            ids = await self.commits.append(events)
         except redis.RedisError as exc:
             _LOGGER.warning('appending to the stream failed: %s', exc)
             raise _Refused(
@@ -305,8 +375,13 @@ def make_app(
         ]
     )
 
+    async def start(_app):
+        service.commits.start()
+
     async def close(_app):
+        await service.commits.stop()
         await appender.close()
 
+    app.on_startup.append(start)
     app.on_cleanup.append(close)
     return app

@@ -18,6 +18,7 @@ import urllib.request
 import orjson
 import pyarrow.parquet as pq
 import pytest
+import redis
 from aiohttp.test_utils import TestClient
 from aiohttp.test_utils import TestServer
 
@@ -28,9 +29,11 @@ from beam_pipelines.generate_events import write_events
 from beam_pipelines.ingest.auth import Authenticator
 from beam_pipelines.ingest.auth import sign
 from beam_pipelines.ingest.payloads import PayloadLimits
+from beam_pipelines.ingest.service import GroupCommit
 from beam_pipelines.ingest.service import ServiceConfig
 from beam_pipelines.ingest.service import make_app
 from beam_pipelines.io.stream_append import FIELD
+from beam_pipelines.io.stream_append import AsyncStreamAppender
 from tests.conftest import free_port
 from tests.conftest import wait_for_port
 from tests.io.test_redis import REDIS_URL
@@ -233,3 +236,38 @@ def test_events_posted_to_the_service_give_the_same_results_as_a_file(
         for out in (from_stream, from_file)
     )
     assert stream_aggregates == file_aggregates
+
+
+def test_concurrent_requests_are_appended_together_in_order(client, prefix):  # noqa: F811
+    stream, broken = f'{prefix}events', f'{prefix}not-a-stream'
+    client.set(broken, 'a string: XADD fails on it')
+
+    async def main():
+        good = AsyncStreamAppender(REDIS_URL, stream)
+        bad = AsyncStreamAppender(REDIS_URL, broken)
+        commits, failing = GroupCommit(good, max_events=50), GroupCommit(bad)
+        commits.start()
+        failing.start()
+        try:
+            batches = [
+                [orjson.dumps({'r': r, 'i': i}) for i in range(r % 3 + 1)] for r in range(120)
+            ]
+            ids = await asyncio.gather(*(commits.append(b) for b in batches))
+            errors = await asyncio.gather(
+                *(failing.append([b'{}']) for _ in range(5)), return_exceptions=True
+            )
+        finally:
+            await commits.stop()
+            await failing.stop()
+            await good.close()
+            await bad.close()
+        return batches, ids, errors, commits.appends
+
+    batches, ids, errors, appends = asyncio.run(main())
+    assert [len(i) for i in ids] == [len(b) for b in batches]
+    entries = client.xrange(stream)
+    assert [e for _, e in entries] == [{FIELD: x} for b in batches for x in b]  # request order
+    by_id = {i.decode(): fields[FIELD] for i, fields in entries}
+    assert all(by_id[i] == x for got, b in zip(ids, batches) for i, x in zip(got, b))
+    assert appends < len(batches)  # grouped, and no group above max_events (50)
+    assert all(isinstance(e, redis.ResponseError) for e in errors)
