@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import socket
 import subprocess
 import time
@@ -101,3 +102,10 @@ def local_server(argv_for_port, timeout_secs: float = 60.0):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def service_unavailable(what: str, exc: Exception):
+    """A test's server is not there: fail under CI (where the services must run), else skip."""
+    if os.environ.get('CI'):
+        pytest.fail(f'{what} is required under CI: {exc}')
+    pytest.skip(f'no {what}: {exc}')

@@ -50,6 +50,30 @@ def test_an_unbounded_redis_stream_builds_with_windowed_outputs(tmp_path):
     assert not any('WriteRunSummary' in label for label in labels)
 
 
+def test_a_polled_api_builds_on_periodic_impulse_for_streaming(tmp_path):
+    config, p, outputs = built(
+        [
+            *FLINK,
+            '--source',
+            'rest_api',
+            '--rest_url',
+            'https://api.example.com/v1/orders?api_key=SECRET',
+            '--rest_pagination',
+            'cursor',
+            '--rest_poll_secs',
+            '30',
+            '--output_dir',
+            str(tmp_path),
+        ]
+    )
+    assert config.unbounded and config.rest.pagination == 'cursor'
+    assert config.input == 'https://api.example.com/v1/orders'  # no query string (API keys)
+    assert not outputs.events.is_bounded and outputs.counts is None
+    labels = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    assert any(label.startswith('ReadApi/Every') for label in labels)
+    assert any(label.startswith('ReadApi/Poll') for label in labels)
+
+
 def test_a_stop_at_end_stream_read_is_bounded_and_summarised(tmp_path):
     config, _, outputs = built(
         [*FLINK, *STREAM, '--stream_name', 's', '--stop_at_end', '--output_dir', str(tmp_path)]

@@ -42,26 +42,18 @@ def read_source(p: beam.Pipeline, config: Config) -> SourceRead:
 
 
 def _read(p: beam.Pipeline, config: Config) -> SourceRead:
+    group = (config.redis_url, config.stream_name, config.consumer_group, config.consumer_name)
     if config.source == 'redis_stream' and config.streaming:
         # Acknowledged by bundle finalization once the runner has committed the outputs.
         raw = p | 'ReadStream' >> ReadRedisStreamContinuously(
-            config.redis_url,
-            config.stream_name,
-            config.consumer_group,
-            config.consumer_name,
+            *group,
             batch_rows=config.batch_rows,
             out_of_orderness_secs=config.out_of_orderness_secs,
             stop_when_idle=config.stop_at_end,
         )
         return SourceRead(raw)
     if config.source == 'redis_stream':
-        stream_read = p | 'ReadStream' >> ReadFromRedisStream(
-            config.redis_url,
-            config.stream_name,
-            config.consumer_group,
-            config.consumer_name,
-            batch_rows=config.batch_rows,
-        )
+        stream_read = p | 'ReadStream' >> ReadFromRedisStream(*group, batch_rows=config.batch_rows)
         return SourceRead(stream_read.batches, stream_read=stream_read)
     if config.source == 'rest_api':
         # Bounded runs poll once; incremental ones keep the API's cursor with their state.

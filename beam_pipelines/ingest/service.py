@@ -267,10 +267,7 @@ class _Service:
         try:
             ids = await self.commits.append(events)
         except redis.RedisError as exc:
-            _LOGGER.warning('appending to the stream failed: %s', exc)
-            raise _Refused(
-                503, 'unavailable', 'the stream is unavailable', retry=self._config.retry_after_secs
-            ) from None
+            raise self._unavailable('appending to the stream', exc, len(events)) from None
         self.metrics.append_seconds.observe(time.perf_counter() - started)
         self.metrics.events.inc(len(ids))
         return _json(202, {'accepted': len(ids), 'first_id': ids[0], 'last_id': ids[-1]})
@@ -279,11 +276,7 @@ class _Service:
         try:
             over = await self._gate.over()
         except redis.RedisError as exc:
-            _LOGGER.warning('reading the stream backlog failed: %s', exc)
-            self.metrics.refused.labels('unavailable').inc(count)
-            raise _Refused(
-                503, 'unavailable', 'the stream is unavailable', retry=self._config.retry_after_secs
-            ) from None
+            raise self._unavailable('reading the stream backlog', exc, count) from None
         self.metrics.backlog.set(self._gate.backlog)
         if over:
             self.metrics.refused.labels('backpressure').inc(count)
@@ -307,6 +300,13 @@ class _Service:
         if wait > 0:
             self.metrics.refused.labels('rate_limited').inc(count)
             raise _Refused(429, 'rate_limited', 'rate limit exceeded', retry=math.ceil(wait))
+
+    def _unavailable(self, doing: str, exc: Exception, count: int) -> _Refused:
+        _LOGGER.warning('%s failed: %s', doing, exc)
+        self.metrics.refused.labels('unavailable').inc(count)
+        return _Refused(
+            503, 'unavailable', 'the stream is unavailable', retry=self._config.retry_after_secs
+        )
 
     def _client_of(self, request: web.Request) -> str:
         header = self._config.client_header

@@ -95,20 +95,9 @@ def _ids(replies) -> list[str]:
     return [i.decode() if isinstance(i, bytes) else i for i in replies]
 
 
-_RETRY = {
-    'retry_on_error': [redis.ConnectionError, redis.TimeoutError],
-}
-
-
-class StreamAppender:
-    """Appends raw events to a Redis stream and reports the consumer group's backlog.
-
-    Args:
-        url: Redis URL.
-        stream: the stream name.
-        group: the pipeline's consumer group (its backlog is what it has not acknowledged).
-        high_water: the backlog above which :meth:`over_high_water` is true.
-    """
+class _Appender:
+    _redis = redis.Redis
+    _retry = Retry
 
     def __init__(
         self, url: str, stream: str, group: str = 'beam_pipelines', high_water: int = 1_000_000
@@ -117,10 +106,23 @@ class StreamAppender:
         self.stream = stream
         self.group = group
         self.high_water = high_water
-        self._client = redis.Redis.from_url(
-            url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 3), **_RETRY
+        self._client = self._redis.from_url(
+            url,
+            retry=self._retry(ExponentialBackoff(cap=2.0, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self._append = self._client.register_script(_APPEND_LUA)
+
+
+class StreamAppender(_Appender):
+    """Appends raw events to a Redis stream and reports the consumer group's backlog.
+
+    Args:
+        url: Redis URL.
+        stream: the stream name.
+        group: the pipeline's consumer group (its backlog is what it has not acknowledged).
+        high_water: the backlog above which :meth:`over_high_water` is true.
+    """
 
     def append(self, events: Sequence[bytes], extra=None) -> list:
         """Appends the events (one entry each, in order) atomically; returns the entry ids.
@@ -155,22 +157,11 @@ class StreamAppender:
         self._client.close()
 
 
-class AsyncStreamAppender:
+class AsyncStreamAppender(_Appender):
     """:class:`StreamAppender` for asyncio (same arguments, coroutine methods)."""
 
-    def __init__(
-        self, url: str, stream: str, group: str = 'beam_pipelines', high_water: int = 1_000_000
-    ):
-        _check(stream, high_water)
-        self.stream = stream
-        self.group = group
-        self.high_water = high_water
-        self._client = redis.asyncio.Redis.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=2.0, base=0.05), 3),
-            **_RETRY,
-        )
-        self._append = self._client.register_script(_APPEND_LUA)
+    _redis = redis.asyncio.Redis
+    _retry = redis.asyncio.retry.Retry
 
     async def append(self, events: Sequence[bytes], extra=None) -> list:
         if not events:

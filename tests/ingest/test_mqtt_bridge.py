@@ -25,6 +25,7 @@ from beam_pipelines.ingest.mqtt_bridge import MqttBridge
 from beam_pipelines.ingest.mqtt_bridge import TopicFields
 from beam_pipelines.io.stream_append import FIELD
 from beam_pipelines.io.stream_append import StreamAppender
+from tests.conftest import service_unavailable
 from tests.io.test_redis import REDIS_URL
 from tests.io.test_redis import client  # noqa: F401  (fixture)
 from tests.io.test_redis import prefix  # noqa: F401  (fixture)
@@ -38,9 +39,7 @@ def broker():
     try:
         socket.create_connection((BROKER.host, BROKER.port), timeout=2).close()
     except OSError as exc:
-        if os.environ.get('CI'):
-            pytest.fail(f'an MQTT broker at {MQTT_URL} is required under CI: {exc}')
-        pytest.skip(f'no MQTT broker at {MQTT_URL}: {exc}')
+        service_unavailable(f'an MQTT broker at {MQTT_URL}', exc)
     return BROKER
 
 

@@ -32,6 +32,7 @@ from beam_pipelines.io.postgres import WriteToPostgres
 from beam_pipelines.io.postgres import _WriteFn
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.warehouse_schema import migrate
+from tests.conftest import service_unavailable
 
 PG_URL = os.environ.get('BEAM_PIPELINES_TEST_PG_URL', 'postgresql://127.0.0.1:5432/test')
 CANARY = 'canary-Zq81xT'
@@ -42,9 +43,7 @@ def pg_url():
     try:
         psycopg2.connect(PG_URL).close()
     except psycopg2.Error as exc:
-        if os.environ.get('CI'):
-            pytest.fail(f'PostgreSQL at {redact(PG_URL)} is required under CI: {exc}')
-        pytest.skip(f'no PostgreSQL at {redact(PG_URL)}: {exc}')
+        service_unavailable(f'PostgreSQL at {redact(PG_URL)}', exc)
     return PG_URL
 
 

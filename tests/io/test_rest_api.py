@@ -390,3 +390,31 @@ def test_the_local_continuous_mode_polls_on_every_tick(tmp_path, capsys):
     events = FileSystems.match([str(tmp_path / 'out' / 'events' / 'run-*')])[0].metadata_list
     ids = [i for m in events for i in pq.read_table(m.path).column('event_id').to_pylist()]
     assert sorted(ids) == sorted(f'e{i}' for i in range(9))
+
+
+def test_the_cursor_state_works_on_the_streaming_direct_runner():
+    """The poll's state spec (a pickled Cursor) encodes on the BundleBasedDirectRunner too, the
+    runner of streaming tests: ticks from a TestStream, three new records found per poll."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.testing.test_stream import TestStream
+
+    from beam_pipelines.io.rest_source import _PollFn
+
+    api = Api([])
+    added = iter(range(100))
+    api.on_first_page = lambda api: api.records.extend(record(next(added)) for _ in range(3))
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    with serving(api) as base:
+        spec = RestApiSpec(f'{base}/all', since_param='since')
+        ticks = TestStream().add_elements([('api', None)]).add_elements([('api', None)])
+        with TestPipeline(options=options) as p:
+            batches = (
+                p
+                | ticks.advance_watermark_to_infinity()
+                | beam.ParDo(_PollFn(spec, None, None, RetryPolicy())).with_outputs(
+                    'state', main='batches'
+                )
+            )
+            assert_that(batches.batches | beam.FlatMap(_ids), equal_to([f'e{i}' for i in range(6)]))
