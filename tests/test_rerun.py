@@ -32,3 +32,12 @@ def test_each_run_executes_the_pipeline_again_on_one_translation(tmp_path):
 def test_other_runners_run_the_pipeline_as_usual():
     options = PipelineOptions(['--runner', 'PortableRunner'])
     assert not Rerunner(beam.Pipeline(options=options), options).translated_once
+
+
+def test_pipelines_for_the_bundle_based_runner_run_as_usual():
+    from apache_beam.testing.test_stream import TestStream
+
+    options = PipelineOptions([])
+    p = beam.Pipeline(options=options)
+    _ = p | TestStream().add_elements([1]) | beam.Map(lambda x: x)
+    assert not Rerunner(p, options).translated_once

@@ -12,22 +12,57 @@ So on the local runners a :class:`Rerunner` runs the pipeline on Beam's ``FnApiR
 runner the DirectRunner picks for a bounded pipeline without Prism), built as the DirectRunner
 builds it, translates it on the first run, and gives every later run the same portable
 pipeline (``run_via_runner_api``): each run still unpickles fresh DoFns and executes every
-stage, so the results are those of ``pipeline.run()``. Other runners get ``pipeline.run()``.
+stage, so the results are those of ``pipeline.run()``. Other runners, and pipelines the
+DirectRunner would not give the FnApiRunner (TestStream, Pub/Sub, processing-time timers), get
+``pipeline.run()``. (Where Prism can be downloaded, the DirectRunner would use it; these reruns
+stay on the FnApiRunner, the runner the tests run on.)
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.io.gcp.pubsub import ReadFromPubSub
+from apache_beam.io.gcp.pubsub import WriteToPubSub
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.options.pipeline_options_context import scoped_pipeline_options
+from apache_beam.pipeline import PipelineVisitor
 from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
 from apache_beam.runners.runner import PipelineResult
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
 
 __all__ = ['LOCAL_RUNNERS', 'Rerunner']
 
 LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
+
+
+class _NeedsOtherRunner(PipelineVisitor):
+    """What makes the DirectRunner choose its bundle-based runner over the FnApiRunner
+    (its own ``_FnApiRunnerSupportVisitor``): TestStream, Pub/Sub, processing-time timers."""
+
+    found = False
+
+    def enter_composite_transform(self, applied):
+        if isinstance(applied.transform, (ReadFromPubSub, WriteToPubSub)):
+            self.found = True
+
+    def visit_transform(self, applied):
+        transform = applied.transform
+        if isinstance(transform, TestStream):
+            self.found = True
+        if isinstance(transform, beam.ParDo) and userstate.is_stateful_dofn(transform.dofn):
+            _, timers = userstate.get_dofn_specs(transform.dofn)
+            if any(t.time_domain == TimeDomain.REAL_TIME for t in timers):
+                self.found = True
+
+
+def _fn_api_runs(pipeline: beam.Pipeline) -> bool:
+    visitor = _NeedsOtherRunner()
+    pipeline.visit(visitor)
+    return not visitor.found
 
 
 class _KeepsTranslation(fn_runner.FnApiRunner):
@@ -49,7 +84,7 @@ class Rerunner:
         self._options = options
         runner = str(options.view_as(StandardOptions).runner or 'DirectRunner')
         self._runner = None
-        if runner.split('.')[-1] in LOCAL_RUNNERS:
+        if runner.split('.')[-1] in LOCAL_RUNNERS and _fn_api_runs(pipeline):
             # As the DirectRunner builds it: the options go to the workers' provision info.
             encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
             info = fn_runner.ExtendedProvisionInfo(

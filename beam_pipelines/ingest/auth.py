@@ -6,12 +6,15 @@ Two schemes, either accepted by default (``mode='any'``):
 * **Signature** (webhooks: the secret never travels): ``X-Signature-Timestamp: <unix
   seconds>`` and ``X-Signature: sha256=<hex>``, the HMAC-SHA-256 with the secret of
   ``<timestamp>.<body>``. The timestamp is signed and must lie within ``tolerance_secs`` of the
-  server's clock, so a captured request cannot be replayed later (the scheme Stripe and Slack
-  use).
+  server's clock, so a captured request cannot be replayed after that (the scheme Stripe and
+  Slack use); a replay within it only repeats events, which the pipeline drops as duplicates of
+  their ``event_id``.
 
 Several secrets may be valid at once, so a secret is rotated by adding the new one, moving the
 clients, then removing the old one. Comparisons are constant-time (``hmac.compare_digest``).
 Secrets are never logged or echoed: failures say which header was wrong, not what it held.
+Everything but the signature itself is checked before the body is read (:meth:`Authenticator.
+precheck`), so requests without valid credentials cannot make the server buffer bodies.
 Plain Python, no web framework or Beam in it.
 """
 
@@ -92,37 +95,26 @@ class Authenticator:
         self._tolerance = tolerance_secs
         self._clock = clock
 
-    @property
-    def needs_body(self) -> bool:
-        """Whether a request may need its body to authenticate (a signature)."""
-        return self.mode != 'token'
+    def precheck(self, headers: Mapping[str, str]) -> bool:
+        """Everything that can be checked before the body is read, so a request without valid
+        credentials is refused before the server buffers its body.
 
-    def check_token(self, headers: Mapping[str, str]) -> bool | None:
-        """True for a valid shared secret, None when the request carries none.
+        Returns:
+            True: a valid shared secret authenticated the request. False: the request carries a
+            signature with a fresh timestamp; :meth:`check_signature` must see the body.
 
         Raises:
-            AuthError: a secret is given but wrong, or tokens are not accepted.
+            AuthError: missing or wrong credentials, a stale timestamp, or a scheme the mode
+                does not accept.
         """
         token = _bearer(headers.get('Authorization')) or headers.get('X-API-Key')
-        if token is None:
-            return None
-        if self.mode == 'hmac':
-            raise AuthError('this endpoint takes signed requests only (X-Signature)')
-        given = token.strip().encode()
-        if not any(hmac.compare_digest(given, s) for s in self._secrets):
-            raise AuthError('invalid credentials')
-        return True
-
-    def check(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Authenticates a whole request.
-
-        Raises:
-            AuthError: with a reason safe to return.
-        """
-        if self.check_token(headers):
-            return
-        signature = headers.get(SIGNATURE_HEADER)
-        if signature is None:
+        if token is not None:
+            if self.mode == 'hmac':
+                raise AuthError('this endpoint takes signed requests only (X-Signature)')
+            if not any(hmac.compare_digest(_encode(token), s) for s in self._secrets):
+                raise AuthError('invalid credentials')
+            return True
+        if headers.get(SIGNATURE_HEADER) is None:
             wanted = {
                 'token': 'Authorization: Bearer <secret> (or X-API-Key)',
                 'hmac': f'{SIGNATURE_HEADER} and {TIMESTAMP_HEADER}',
@@ -132,20 +124,46 @@ class Authenticator:
             raise AuthError(f'missing credentials: send {wanted}')
         if self.mode == 'token':
             raise AuthError('this endpoint takes a shared secret only (Authorization)')
-        stamp = headers.get(TIMESTAMP_HEADER, '').strip()
         try:
-            sent = int(stamp)
+            sent = int(headers.get(TIMESTAMP_HEADER, '').strip())
         except ValueError:
             raise AuthError(f'{TIMESTAMP_HEADER} must be unix seconds') from None
         if abs(self._clock() - sent) > self._tolerance:
             raise AuthError(
                 f'{TIMESTAMP_HEADER} is more than {self._tolerance:.0f} s from the server clock'
             )
-        given = signature.strip().encode()
+        return False
+
+    def check_signature(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Verifies the signature of a request :meth:`precheck` passed on (returned False).
+
+        Raises:
+            AuthError: the signature does not match the body and timestamp.
+        """
+        stamp = headers.get(TIMESTAMP_HEADER, '').strip()
+        given = _encode(headers.get(SIGNATURE_HEADER, ''))
         if not any(
             hmac.compare_digest(given, sign(s, stamp, body).encode()) for s in self._secrets
         ):
             raise AuthError('invalid signature')
+
+    def check(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Authenticates a whole request (:meth:`precheck`, then the signature if needed).
+
+        Raises:
+            AuthError: with a reason safe to return.
+        """
+        if not self.precheck(headers):
+            self.check_signature(headers, body)
+
+
+def _encode(value: str) -> bytes:
+    # Header values arrive as str; one that is not ASCII cannot match a secret (and must not
+    # make the server fail).
+    try:
+        return value.strip().encode('ascii')
+    except UnicodeEncodeError:
+        return b''
 
 
 def _bearer(value: str | None) -> str | None:
@@ -159,10 +177,12 @@ class AllowAll:
     """No authentication (``--insecure_no_auth``: local development behind a firewall only)."""
 
     mode = 'none'
-    needs_body = False
 
-    def check_token(self, headers: Mapping[str, str]) -> bool:
+    def precheck(self, headers: Mapping[str, str]) -> bool:
         return True
+
+    def check_signature(self, headers: Mapping[str, str], body: bytes) -> None:
+        return None
 
     def check(self, headers: Mapping[str, str], body: bytes) -> None:
         return None

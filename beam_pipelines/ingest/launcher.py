@@ -137,7 +137,6 @@ def _parser() -> argparse.ArgumentParser:
         default='beam_pipelines_bridge',
         help='MQTT client id: the same id resumes the same persistent session.',
     )
-    bridge.add_argument('--qos', type=int, choices=(1, 2), default=1, help='Subscription QoS.')
     bridge.add_argument(
         '--topic_fields',
         default=None,
@@ -233,7 +232,6 @@ def _bridge(args) -> int:
             broker,
             args.topic,
             client_id=args.client_id,
-            qos=args.qos,
             topic_fields=fields,
             batch_size=args.batch_size,
         )

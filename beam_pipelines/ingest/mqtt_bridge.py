@@ -4,8 +4,11 @@ Subscribes to topic filters (``devices/+/telemetry``) with QoS 1 on a persistent
 appends each message's payload to the stream as an entry (``event`` = payload, ``topic`` = the
 topic), in batches. Delivery is at-least-once end to end:
 
-* The session is persistent (``clean_session=False``, a fixed client id), so the broker queues
-  messages while the bridge is down and delivers them when it is back.
+* Subscriptions are QoS 1 (publishers must publish with QoS 1 too: QoS 0 is at-most-once by
+  MQTT's definition). The session is persistent (``clean_session=False``, a fixed client id),
+  so the broker queues messages while the bridge is down and delivers them when it is back, up
+  to its queue limit (Mosquitto's ``max_queued_messages``, 1000 by default; beyond it Mosquitto
+  drops new messages for the session: raise it for long outages).
 * Messages are acknowledged to the broker (``PUBACK``, paho's ``manual_ack``) only after their
   batch is in the stream. A bridge that dies in between gets them again from the broker; the
   repeats are duplicates, which the pipeline drops by ``event_id``.
@@ -14,8 +17,7 @@ topic), in batches. Delivery is at-least-once end to end:
   the new connection (ids are reused per connection, so that could acknowledge another message).
 * Backpressure: while the pipeline's consumer group is behind by more than ``high_water``
   entries, the bridge stops appending and acknowledging; the broker stops sending once its
-  in-flight window is full and keeps the rest queued (Mosquitto: ``max_inflight_messages``,
-  ``max_queued_messages``; raise the latter for long outages).
+  in-flight window is full and queues the rest (within the same queue limit).
 
 Devices often name themselves in the topic rather than the payload: ``topic_fields`` (e.g.
 ``devices/{entity_id}/{event_type}``) fills those fields into JSON object payloads that lack
@@ -132,7 +134,9 @@ class MqttBridge:
         broker: the MQTT broker.
         topics: topic filters to subscribe to.
         client_id: the session's client id: the same id resumes the same persistent session.
-        qos: subscription QoS (1, or 2).
+        qos: subscription QoS: 1. QoS 2 is refused: paho answers PUBREC before the
+            application sees the message, after which the broker only resends PUBREL, so a
+            message not yet in the stream when the bridge dies would be lost.
         topic_fields: optional :class:`TopicFields`.
         batch_size: most messages appended in one round trip.
         flush_secs: how long the first message of a batch may wait for others.
@@ -153,9 +157,10 @@ class MqttBridge:
     ):
         if not topics:
             raise ValueError('topics must not be empty')
-        if qos not in (1, 2):
+        if qos != 1:
             raise ValueError(
-                f'qos must be 1 or 2 (at-least-once needs acknowledgements), got {qos}'
+                f'qos must be 1 (acknowledged only once in the stream), got {qos}; QoS 2 is '
+                'acknowledged by the client library on arrival, and QoS 0 never'
             )
         if not client_id:
             raise ValueError('client_id is required (it names the persistent session)')
@@ -172,12 +177,14 @@ class MqttBridge:
         self._check_secs = backpressure_check_secs
         self._inbox: queue.Queue[_Message] = queue.Queue()
         self._generation = 0
+        self._lock = threading.Lock()  # the generation, and acks against it
         self._connected = threading.Event()
         self.appended = 0
         self._client = None
 
     def run(self, stop: threading.Event) -> None:
-        """Connects and bridges until ``stop`` is set; then appends what it holds and leaves."""
+        """Connects and bridges until ``stop`` is set, then disconnects. Messages received but
+        not yet appended are left unacknowledged: the broker delivers them again."""
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
@@ -243,15 +250,17 @@ class MqttBridge:
         # the broker redelivers after the restart.
         self._appender.append(payloads, [{TOPIC_FIELD: m.topic.encode()} for m in batch])
         self.appended += len(payloads)
-        for m in batch:  # in the order received, as MQTT requires
-            if m.generation == self._generation:
-                self._client.ack(m.mid, m.qos)
+        with self._lock:  # no reconnect between the check and the acks
+            for m in batch:  # in the order received, as MQTT requires
+                if m.generation == self._generation:
+                    self._client.ack(m.mid, m.qos)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             _LOGGER.warning('MQTT connection refused: %s', reason_code)
             return
-        self._generation += 1
+        with self._lock:
+            self._generation += 1
         client.subscribe([(t, self._qos) for t in self._topics])
         _LOGGER.info(
             'MQTT connected to %s:%d (session present: %s)',
@@ -268,7 +277,8 @@ class MqttBridge:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
-        self._generation += 1  # what is held now was received on the old connection
+        with self._lock:
+            self._generation += 1  # what is held now was received on the old connection
         if reason_code.is_failure:
             _LOGGER.warning('MQTT connection lost (%s); reconnecting', reason_code)
 

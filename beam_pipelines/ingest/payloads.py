@@ -67,7 +67,7 @@ def parse_batch(body: bytes, content_type: str, limits: PayloadLimits) -> list[b
         PayloadError: a malformed body or event (every problem listed, up to 20), or too many
             or too large events.
     """
-    if content_type in ('application/x-ndjson', 'application/jsonl', 'application/json-seq'):
+    if content_type in ('application/x-ndjson', 'application/jsonl'):
         return _json_lines(body, limits)
     value = _loads(body, 'body')
     if isinstance(value, dict) and isinstance(value.get('events'), list):

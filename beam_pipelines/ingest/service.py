@@ -115,12 +115,20 @@ class GroupCommit:
 
     Args:
         appender: the stream.
-        max_events: most events in one append (larger groups are split between requests).
+        max_events, max_bytes: most events and bytes in one append (a group is split between
+            requests; one request larger than either goes alone). A script appending a group
+            holds Redis for its duration, so groups stay small.
     """
 
-    def __init__(self, appender: AsyncStreamAppender, max_events: int = 10_000):
+    def __init__(
+        self,
+        appender: AsyncStreamAppender,
+        max_events: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ):
         self._appender = appender
         self._max_events = max_events
+        self._max_bytes = max_bytes
         self._pending: collections.deque[tuple[list[bytes], asyncio.Future]] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -128,6 +136,7 @@ class GroupCommit:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -137,24 +146,40 @@ class GroupCommit:
 
     async def append(self, events: list[bytes]) -> list[str]:
         """Appends the events in order; returns their entry ids once they are in the stream."""
+        if self._task is None or self._task.done():
+            raise RuntimeError('the group commit is not running')
         future = asyncio.get_running_loop().create_future()
         self._pending.append((events, future))
         self._wake.set()
         return await future
+
+    def _ended(self, task: asyncio.Task) -> None:
+        # Stopped or (it should not) crashed: nobody may wait for an append that will not come.
+        while self._pending:
+            _, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(RuntimeError('the group commit stopped'))
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                group, size = [], 0
-                while self._pending and (
-                    not group or size + len(self._pending[0][0]) <= self._max_events
-                ):
-                    events, future = self._pending.popleft()
-                    group.append((events, future))
-                    size += len(events)
-                await self._flush(group)
+                await self._flush(self._take_group())
+
+    def _take_group(self) -> list[tuple[list[bytes], asyncio.Future]]:
+        """The next requests in order, up to the event and byte caps (at least one request)."""
+        group, events, size = [], 0, 0
+        while self._pending:
+            batch = self._pending[0][0]
+            batch_bytes = sum(len(e) for e in batch)
+            if group and (
+                events + len(batch) > self._max_events or size + batch_bytes > self._max_bytes
+            ):
+                break
+            group.append(self._pending.popleft())
+            events, size = events + len(batch), size + batch_bytes
+        return group
 
     async def _flush(self, group) -> None:
         try:
@@ -239,13 +264,11 @@ class _Service:
 
     async def _take(self, request: web.Request, endpoint: str) -> web.Response:
         try:
-            # A shared secret is checked before the body is read; a signature needs the body.
-            token_ok = self._auth.check_token(request.headers)
-            if not token_ok and not self._auth.needs_body:
-                self._auth.check(request.headers, b'')  # raises: what is missing
+            # All but a signature is checked before the body is read; a signature needs it.
+            authenticated = self._auth.precheck(request.headers)
             body = await request.read()
-            if not token_ok:
-                self._auth.check(request.headers, body)
+            if not authenticated:
+                self._auth.check_signature(request.headers, body)
         except AuthError as exc:
             raise _Refused(401, 'unauthenticated', str(exc)) from None
         except web.HTTPRequestEntityTooLarge:
@@ -311,7 +334,9 @@ class _Service:
     def _client_of(self, request: web.Request) -> str:
         header = self._config.client_header
         if header and request.headers.get(header):
-            return request.headers[header].split(',')[0].strip()
+            # The last entry is the one the trusted proxy added (the address it saw); entries
+            # before it are whatever the client sent, so a client could not pick its bucket.
+            return request.headers[header].split(',')[-1].strip()
         return request.remote or 'unknown'
 
     async def health(self, request: web.Request) -> web.Response:

@@ -7,21 +7,28 @@ records as raw JSON lines, page by page, with the cursor to keep after that page
 **Pagination** (``RestApiSpec.pagination``):
 
 * ``none``: one request.
-* ``offset``: ``?offset=0&limit=N``, then ``offset=N``, ... until a page has fewer than N.
-* ``page``: ``?page=1&limit=N``, then ``page=2``, ... until a page has fewer than N.
+* ``offset``: ``?offset=0&limit=N``, then the offset moved by the records received, ... until
+  an empty page (APIs may cap pages below N, so a short page is not taken as the last).
+* ``page``: ``?page=1&limit=N``, then ``page=2``, ... until an empty page.
 * ``cursor``: ``?cursor=<next>`` with ``next`` read from the body (``next_cursor_field``, a
   dotted path) until it is missing or empty.
-* ``link``: the ``Link: <url>; rel="next"`` header (RFC 8288, as GitHub's API) until absent.
+* ``link``: the ``Link: <url>; rel="next"`` header (RFC 8288, as GitHub's API) until absent;
+  relative links are resolved, and a link to another origin is refused (the session carries
+  the API's token).
 
 **Incremental cursor.** The cursor is the largest ``watermark_field`` seen (a modification
-time the API assigns, such as ``updated_at``) and the ids (``id_field``) of the records that
-carry exactly that time. Each poll sends the cursor as ``since_param`` (when the API takes one)
-and drops, on the client too, records older than the cursor and the boundary records it has
-already seen, so an API whose ``since`` is inclusive does not repeat its last records on every
-poll and one without ``since`` can be polled incrementally. Records without a readable time are
-always passed on (the pipeline dead-letters or deduplicates them). The API should return
-records oldest first; a record that appears later with a time older than the cursor is not
-seen again (the usual limit of timestamp-based extraction; use CDC where that matters).
+time the API assigns, such as ``updated_at``) and the keys of the records that carry exactly
+that time (their ``id_field`` as JSON text, or a hash of the record without one). Each poll
+sends the cursor as ``since_param`` (when the API takes one) and drops, on the client too,
+records older than the cursor and the boundary records it has already seen, so an API whose
+``since`` is inclusive does not repeat its last records on every poll, and one without ``since``
+can be polled incrementally (it is read from its first page each time, so a poll that would need
+more than ``max_pages`` pages fails rather than never reading the rest; with ``since`` the next
+poll goes on from the cursor). Records without a readable time are passed on once (the
+pipeline dead-letters them when its schema needs a time) and remembered by key, the latest
+10,000 of them. The API should return records oldest first; a record that appears later with
+a time older than the cursor is not seen again (the usual limit of timestamp-based extraction;
+use CDC where that matters).
 
 **Rate limits and retries.** Requests are paced by a :class:`~beam_pipelines.throttling.
 RateLimiter` (``requests_per_sec``). Connection errors, timeouts, 429 and 5xx are retried with
@@ -35,8 +42,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
+import hashlib
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,10 +57,11 @@ from beam_pipelines.redaction import redact
 from beam_pipelines.throttling import RateLimiter
 from beam_pipelines.throttling import RetryPolicy
 
-__all__ = ['PAGINATIONS', 'Cursor', 'RestApiError', 'RestApiSpec', 'RestPoller']
+__all__ = ['PAGINATIONS', 'Cursor', 'RestApiError', 'RestApiSpec', 'RestPoller', 'record_key']
 
 _LOGGER = logging.getLogger(__name__)
 PAGINATIONS = ('none', 'offset', 'page', 'cursor', 'link')
+MAX_TIMELESS = 10_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -95,7 +105,7 @@ class RestApiSpec:
 
     def __post_init__(self):
         if not self.url.startswith(('http://', 'https://')):
-            raise ValueError(f'url must be http(s)://..., got {self.url!r}')
+            raise ValueError(f'url must be http(s)://..., got {redact(self.url.split("?")[0])!r}')
         if self.pagination not in PAGINATIONS:
             raise ValueError(f'pagination must be one of {PAGINATIONS}, got {self.pagination!r}')
         if self.page_size < 1 or self.max_pages < 1:
@@ -112,21 +122,47 @@ class RestApiSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Cursor:
-    """How far the API has been read: the largest record time (as the API wrote it, and in
-    microseconds) and the ids of the records at exactly that time."""
+    """How far the API has been read.
+
+    Attributes:
+        since: the largest record time, as the API wrote it (sent back as ``since_param``).
+        since_us: the same in microseconds.
+        boundary_ids: the keys of the records at exactly that time (see :func:`record_key`).
+        timeless: the keys of records without a readable time already passed on, most recent
+            last, at most ``MAX_TIMELESS`` (beyond that the oldest may be passed on again).
+    """
 
     since: Any = None
     since_us: int | None = None
     boundary_ids: frozenset = frozenset()
+    timeless: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        ids = sorted(self.boundary_ids, key=repr)  # ids may be numbers or strings
-        return orjson.dumps({'since': self.since, 'since_us': self.since_us, 'boundary_ids': ids})
+        return orjson.dumps(
+            {
+                'since': self.since,
+                'since_us': self.since_us,
+                'boundary_ids': sorted(self.boundary_ids),
+                'timeless': list(self.timeless),
+            }
+        )
 
     @classmethod
     def from_json(cls, data: bytes) -> Cursor:
         d = orjson.loads(data)
-        return cls(d['since'], d['since_us'], frozenset(d['boundary_ids']))
+        return cls(
+            d['since'], d['since_us'], frozenset(d['boundary_ids']), tuple(d.get('timeless', ()))
+        )
+
+
+def record_key(record: dict, id_field: str) -> str:
+    """A record's key in the cursor: its id as JSON text (so ``1``, ``"1"`` and ``true`` stay
+    distinct, and any JSON value works), or a hash of the whole record when it has no id."""
+    value = record.get(id_field)
+    if value is not None:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f'#{digest[:32]}'
 
 
 class RestPoller:
@@ -178,18 +214,20 @@ class RestPoller:
             elif spec.pagination == 'page':
                 params[spec.page_param] = str(position)
             response = self._get(url, params)
-            body = _json(response)
+            body = _json(response, spec.name)
             items = _dig(body, spec.items_field)
             if not isinstance(items, list):
                 raise RestApiError(
-                    f'{spec.url}: {spec.items_field or "the body"} is not a list of records'
+                    f'{spec.name}: {spec.items_field or "the body"} is not a list of records'
                 )
             fresh, running = self._advance(items, start, running)
             yield fresh, running
             if spec.pagination == 'none':
                 return
             if spec.pagination in ('offset', 'page'):
-                if len(items) < spec.page_size:
+                # An empty page ends the read: APIs may cap a page below the size asked for,
+                # so a short page does not mean the last one.
+                if not items:
                     return
                 position += len(items) if spec.pagination == 'offset' else 1
             elif spec.pagination == 'cursor':
@@ -198,11 +236,33 @@ class RestPoller:
                     return
                 params[spec.cursor_param] = str(following)
             else:  # link: the next URL carries every parameter
-                url = response.links.get('next', {}).get('url')
-                if not url:
+                url = self._next_link(response)
+                if url is None:
                     return
                 params = {}
-        _LOGGER.warning('%s: stopped after max_pages=%d pages', spec.url, spec.max_pages)
+        if not spec.since_param:
+            # Without a since parameter every poll starts from the first page again: what lies
+            # beyond max_pages would never be read.
+            raise RestApiError(
+                f'{spec.name}: more than max_pages={spec.max_pages} pages and the API takes no '
+                'since parameter; raise max_pages or give since_param'
+            )
+        _LOGGER.warning(
+            '%s: stopped after max_pages=%d pages; the next poll goes on from the cursor',
+            spec.name,
+            spec.max_pages,
+        )
+
+    def _next_link(self, response: requests.Response) -> str | None:
+        following = response.links.get('next', {}).get('url')
+        if not following:
+            return None
+        following = urllib.parse.urljoin(response.url, following)  # it may be relative
+        origin = urllib.parse.urlsplit(self.spec.url)[:2]
+        if urllib.parse.urlsplit(following)[:2] != origin:
+            # The session carries the API's token: it goes to the API's own origin only.
+            raise RestApiError(f'{self.spec.name}: a next link leaves the API origin')
+        return following
 
     def _advance(self, items: list, start: Cursor, running: Cursor) -> tuple[list[bytes], Cursor]:
         """The records not read by an earlier poll (``start`` is where this poll began), and the
@@ -210,27 +270,34 @@ class RestPoller:
         spec = self.spec
         fresh = []
         since, since_us, boundary = running.since, running.since_us, set(running.boundary_ids)
+        timeless, seen_timeless = list(running.timeless), set(start.timeless)
         for item in items:
             if not isinstance(item, dict):
                 fresh.append(orjson.dumps(item))  # not a record: the parser dead-letters it
                 continue
+            key = record_key(item, spec.id_field)
             raw_time = item.get(spec.watermark_field)
             try:
                 us = _micros(raw_time)
             except ValueError:
-                fresh.append(orjson.dumps(item))
+                # No time to place it by: passed on once (the pipeline dead-letters it if its
+                # schema needs a time), remembered by key so later polls do not repeat it.
+                if key not in seen_timeless:
+                    seen_timeless.add(key)
+                    timeless.append(key)
+                    fresh.append(orjson.dumps(item))
                 continue
-            item_id = item.get(spec.id_field)
             if start.since_us is not None and (
-                us < start.since_us or (us == start.since_us and item_id in start.boundary_ids)
+                us < start.since_us or (us == start.since_us and key in start.boundary_ids)
             ):
                 continue  # read by an earlier poll
             fresh.append(orjson.dumps(item))
             if since_us is None or us > since_us:
                 since, since_us, boundary = raw_time, us, set()
-            if us == since_us and item_id is not None:
-                boundary.add(item_id)
-        return fresh, Cursor(since, since_us, frozenset(boundary))
+            if us == since_us:
+                boundary.add(key)
+        timeless = tuple(timeless[-MAX_TIMELESS:])
+        return fresh, Cursor(since, since_us, frozenset(boundary), timeless)
 
     def _get(self, url: str, params: dict) -> requests.Response:
         delays = self._retry.delays()
@@ -245,29 +312,36 @@ class RestPoller:
                 delay = next(delays, None)
                 if delay is None:
                     raise
-                _LOGGER.warning('%s: %s; retrying in %.1f s', url, type(exc).__name__, delay)
+                _LOGGER.warning(
+                    '%s: %s; retrying in %.1f s', self.spec.name, type(exc).__name__, delay
+                )
                 self._sleep(delay)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 delay = next(delays, None)
                 if delay is None:
                     raise RestApiError(
-                        f'{url}: HTTP {response.status_code} after {self._retry.attempts} attempts'
+                        f'{self.spec.name}: HTTP {response.status_code} after '
+                        f'{self._retry.attempts} attempts'
                     )
                 delay = max(delay, _retry_after(response))
-                _LOGGER.warning('%s: HTTP %d; retrying in %.1f s', url, response.status_code, delay)
+                _LOGGER.warning(
+                    '%s: HTTP %d; retrying in %.1f s', self.spec.name, response.status_code, delay
+                )
                 self._sleep(delay)
                 continue
             if response.status_code >= 400:
-                raise RestApiError(f'{url}: HTTP {response.status_code}: {response.text[:200]}')
+                raise RestApiError(
+                    f'{self.spec.name}: HTTP {response.status_code}: {response.text[:200]}'
+                )
             return response
 
 
-def _json(response: requests.Response):
+def _json(response: requests.Response, name: str):
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
-        raise RestApiError(f'{response.url}: the body is not JSON: {exc}') from None
+        raise RestApiError(f'{name}: the body is not JSON: {exc}') from None
 
 
 def _dig(body, path: str | None):

@@ -66,7 +66,22 @@ def test_modes_restrict_the_scheme():
     with pytest.raises(AuthError, match='shared secret only'):
         auth('token').check(signed(), BODY)
     auth('hmac').check(signed(), BODY)
-    assert not auth('token').needs_body and auth('hmac').needs_body
+
+
+def test_everything_but_the_signature_is_checked_before_the_body():
+    a = auth()
+    assert a.precheck({'Authorization': f'Bearer {NEW.decode()}'}) is True
+    assert a.precheck(signed()) is False  # the body is needed, and only then
+    for headers in ({}, signed(stamp=NOW - 301), {'X-API-Key': 'wrong-wrong-wrong-wrong'}):
+        with pytest.raises(AuthError):
+            a.precheck(headers)
+
+
+def test_header_values_that_are_not_ascii_are_refused_not_crashed_on():
+    with pytest.raises(AuthError, match='invalid credentials'):
+        auth().check({'X-API-Key': 'sécret-sécret-sécret'}, BODY)
+    with pytest.raises(AuthError, match='invalid signature'):
+        auth().check({**signed(), 'X-Signature': 'sha256=é'}, BODY)
 
 
 def test_rotation_drops_the_old_secret():

@@ -206,3 +206,10 @@ def test_device_messages_through_the_flagship(tmp_path, client, prefix, names): 
         1,
         1,
     )
+
+
+@pytest.mark.parametrize('qos', [0, 2])
+def test_only_qos_1_is_at_least_once(qos):
+    # QoS 2 is acknowledged by the client library on arrival (PUBREC), QoS 0 never.
+    with pytest.raises(ValueError, match='qos must be 1'):
+        MqttBridge(StreamAppender(REDIS_URL, 's'), BROKER, ['t/#'], qos=qos)

@@ -103,6 +103,8 @@ def test_signed_requests_and_refusals(client, prefix):  # noqa: F811
         assert r.status == 401 and (await r.json())['error'] == 'invalid signature'
         r = await http.post('/v1/events', data=body)
         assert r.status == 401 and 'missing credentials' in (await r.json())['error']
+        # Without credentials a body is not even read: 401, not 413, for an oversized one.
+        assert (await http.post('/v1/events/batch', data=b'[' + b' ' * 9000 + b']')).status == 401
         r = await http.post('/v1/events/batch', data=b'[{"ok":1}, 2, "x"]', headers=BEARER)
         assert r.status == 400
         assert [p['index'] for p in (await r.json())['problems']] == [1, 2]
@@ -128,9 +130,12 @@ def test_rate_limit_answers_429_with_retry_after(client, prefix):  # noqa: F811
         r = await http.post('/v1/events/batch', data=ten, headers=BEARER)
         assert r.status == 429 and int(r.headers['Retry-After']) >= 1
         assert (await r.json())['reason'] == 'rate_limited'
-        # Clients are told apart by --client_header here (a trusted proxy sets it).
+        # Clients are told apart by --client_header here: the entry the trusted proxy appended
+        # (the last); what the client itself put before it does not choose its bucket.
         other = {**BEARER, 'X-Forwarded-For': '10.0.0.9, 10.0.0.1'}
         assert (await http.post('/v1/events/batch', data=ten, headers=other)).status == 202
+        spoofed = {**BEARER, 'X-Forwarded-For': '192.0.2.77, 10.0.0.1'}
+        assert (await http.post('/v1/events/batch', data=ten, headers=spoofed)).status == 429
         r = await http.post('/v1/events/batch', data=orjson.dumps([{}] * 11), headers=other)
         assert r.status == 413  # larger than the whole burst: retrying would never help
 

@@ -52,6 +52,8 @@ class Api:
         self.log: list[dict] = []
         self.failures: list[tuple[int, str | None]] = []  # (status, Retry-After) to answer first
         self.on_first_page = None  # called before answering a poll's first page
+        self.max_page = 1000  # the API's own cap on a page, whatever the client asks
+        self.link_base = None  # None: relative Link headers; else this origin
 
     def select(self, query: dict) -> list[dict]:
         since = query.get('since')
@@ -97,7 +99,7 @@ def _handler(api: Api):
             self.wfile.write(data)
 
         def _page(self, path, query, rows):
-            limit = int(query.get('limit', 1000))
+            limit = min(int(query.get('limit', 1000)), api.max_page)
             if path == '/all':
                 return rows, {}
             if path == '/offset':
@@ -115,7 +117,9 @@ def _handler(api: Api):
                 headers = {}
                 if start + limit < len(rows):
                     q = {**query, 'start': start + limit}
-                    link = f'http://{self.headers["Host"]}/link?{urllib.parse.urlencode(q)}'
+                    link = f'/link?{urllib.parse.urlencode(q)}'
+                    if api.link_base:
+                        link = api.link_base + link
                     headers['Link'] = f'<{link}>; rel="next"'
                 return rows[start : start + limit], headers
             return None, {}
@@ -143,7 +147,7 @@ def poll_all(spec, cursor=None, **kwargs):
     for page, after in poller.poll(last):
         lines += page
         last = after
-    return [orjson.loads(x)['event_id'] for x in lines], last, poller
+    return [orjson.loads(x).get('event_id') for x in lines], last, poller
 
 
 SPECS = {
@@ -162,8 +166,56 @@ def test_every_pagination_style_reads_each_record_once(style):
     with serving(api) as base:
         ids, cursor, poller = poll_all(RestApiSpec(f'{base}/{path}', **SPECS[style]))
     assert ids == [f'e{i}' for i in range(10)]
-    assert poller.requests == {'none': 1, 'offset': 3, 'page': 3, 'cursor': 3, 'link': 3}[style]
-    assert cursor.since == '2024-05-01T00:00:09Z' and cursor.boundary_ids == {'e9'}
+    # offset and page end on an empty page (a short page may be the API's own cap)
+    assert poller.requests == {'none': 1, 'offset': 4, 'page': 4, 'cursor': 3, 'link': 3}[style]
+    assert cursor.since == '2024-05-01T00:00:09Z' and cursor.boundary_ids == {'"e9"'}
+
+
+def test_pages_capped_below_the_size_asked_for_are_read_to_the_end():
+    api = Api([record(i) for i in range(10)])
+    api.max_page = 3  # the client asks for 4
+    with serving(api) as base:
+        ids, _, poller = poll_all(RestApiSpec(f'{base}/offset', **SPECS['offset']))
+        paged, _, _ = poll_all(RestApiSpec(f'{base}/page', **SPECS['page']))
+    assert ids == [f'e{i}' for i in range(10)] and poller.requests == 5
+    assert len(paged) == 10
+
+
+def test_links_are_resolved_and_kept_on_the_api_origin():
+    api = Api([record(i) for i in range(6)])
+    with serving(api) as base:
+        ids, _, _ = poll_all(RestApiSpec(f'{base}/link', **SPECS['link']))  # relative links
+        assert ids == [f'e{i}' for i in range(6)]
+        api.link_base = 'http://elsewhere.example'
+        with pytest.raises(RestApiError, match='leaves the API origin'):
+            poll_all(RestApiSpec(f'{base}/link', **SPECS['link']))
+
+
+def test_without_since_a_history_longer_than_max_pages_is_an_error_not_a_silent_stop():
+    api = Api([record(i) for i in range(10)])
+    with serving(api) as base:
+        with pytest.raises(RestApiError, match='max_pages'):
+            poll_all(RestApiSpec(f'{base}/offset', **SPECS['offset'], max_pages=2))
+        spec = RestApiSpec(
+            f'{base}/offset', **{**SPECS['offset'], 'since_param': 'since'}, max_pages=2
+        )
+        first, cursor, _ = poll_all(spec)
+        rest, _, _ = poll_all(spec, cursor)  # with since, the next poll goes on
+    assert first == [f'e{i}' for i in range(8)] and rest == ['e8', 'e9']
+
+
+def test_records_without_an_id_or_a_time_are_passed_on_once():
+    no_id = {'entity_id': 'u', 'timestamp': '2024-05-01T00:00:09Z', 'value': 1.0}
+    no_time = {'event_id': 'x', 'timestamp': 'soon'}
+    api = Api([record(9), no_id, no_time, {**record(8), 'event_id': 1}])
+    with serving(api) as base:
+        spec = RestApiSpec(f'{base}/all')
+        _, cursor, _ = poll_all(spec)
+        api.records += [{**record(9), 'event_id': '1'}]  # id "1" is not id 1
+        again, later, _ = poll_all(spec, cursor)
+    assert len(cursor.boundary_ids) == 2 and len(cursor.timeless) == 1
+    assert again == ['1']
+    assert Cursor.from_json(later.to_json()) == later
 
 
 def test_the_cursor_reads_only_what_is_new_even_at_the_boundary_time():
@@ -206,7 +258,7 @@ def test_records_without_a_time_are_passed_on_for_the_pipeline_to_judge():
         poller = RestPoller(RestApiSpec(f'{base}/all'), requests.Session())
         (lines, cursor), *_ = list(poller.poll(Cursor()))
     assert [orjson.loads(x) for x in lines][1:] == [{'event_id': 'x', 'timestamp': 'soon'}, 7]
-    assert cursor.boundary_ids == {'e1'}
+    assert cursor.boundary_ids == {'"e1"'}
 
 
 def test_transient_failures_are_retried_honouring_retry_after():
