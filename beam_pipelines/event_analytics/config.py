@@ -346,6 +346,7 @@ def _rest_spec(rest) -> RestApiSpec:
             watermark_field=rest.rest_watermark_field,
             id_field=rest.rest_id_field,
             requests_per_sec=rest.rest_requests_per_sec,
+            max_pages=rest.rest_max_pages,
         )
     except ValueError as exc:
         raise cli.UsageError(f'--rest_*: {exc}') from None

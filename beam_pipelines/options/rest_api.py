@@ -59,6 +59,13 @@ class RestApiOptions(PipelineOptions):
             help='Most requests per second to the API (default: no pacing).',
         )
         parser.add_argument(
+            '--rest_max_pages',
+            type=int,
+            default=10_000,
+            help='Most pages in one poll (with --rest_since_param the next poll goes on from the '
+            'cursor; without it, more pages fail the poll).',
+        )
+        parser.add_argument(
             '--rest_poll_secs',
             type=float,
             default=60.0,
