@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest migrate sample clean
+.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest bench-nab migrate sample clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,8 @@ clean:
 # Needs Redis: the HTTP ingestion service's throughput (single events and batches).
 bench-ingest: $(STAMP)
 	$(BIN)/python -m beam_pipelines.bench_ingest --seconds 10 --concurrency 32 --batch 100
+
+# Anomaly detectors on the labelled NAB series in ../shared/datasets/nab (NAB scoring).
+NAB_DIR ?= ../shared/datasets/nab
+bench-nab: $(STAMP)
+	$(BIN)/python -m beam_pipelines.evaluate_nab --data_dir $(NAB_DIR) --output bench_out/nab_results.json
