@@ -65,4 +65,5 @@ bench-ingest: $(STAMP)
 # Anomaly detectors on the labelled NAB series in ../shared/datasets/nab (NAB scoring).
 NAB_DIR ?= ../shared/datasets/nab
 bench-nab: $(STAMP)
+	mkdir -p bench_out
 	$(BIN)/python -m beam_pipelines.evaluate_nab --data_dir $(NAB_DIR) --output bench_out/nab_results.json

@@ -8,9 +8,12 @@ Built on Beam's own ``apache_beam.ml.anomaly``, chosen piece by piece:
   and the ensemble aggregations (``MaxScore``, ``AverageScore``, ``MajorityVote``, ``AnyVote``,
   ``AllVote``). They are exact, tested, and Beam's ``Specifiable`` configuration fits ours.
 * **Added here**: ``RelativeChange`` (a Beam ``AnomalyDetector``, so it composes with the rest);
-  a warm-up per detector (no verdict before ``warmup`` points); the score in [0, 1] for every
-  point (Beam's scores are unbounded: |z|, IQR distances); and the statistics each verdict was
-  made with (mean and stddev, median and MAD, quartiles), which Beam's results do not carry.
+  an infinite score for a value that departs from a perfectly flat history (Beam's detectors
+  return 0 when the spread is zero, so a sensor stuck at one value then jumping would never be
+  flagged); a warm-up per detector (no verdict before ``warmup`` points); the score in [0, 1]
+  for every point (Beam's scores are unbounded: |z|, IQR distances); and the statistics each
+  verdict was made with (mean and stddev, median and MAD, quartiles), which Beam's results do
+  not carry.
   We give Beam's detectors trackers we keep a handle on, so the statistics come from the very
   trackers that scored, without reaching into private attributes.
 * **Extended**: Beam's incremental sliding mean and stddev (Welford with removals). Over a
@@ -70,6 +73,7 @@ __all__ = [
 KINDS = ('zscore', 'robust_zscore', 'iqr', 'relative_change')
 DEFAULT_THRESHOLDS = {'zscore': 3.0, 'robust_zscore': 3.5, 'iqr': 1.5, 'relative_change': 0.5}
 _OUTLIER = 1
+_FLAT = 1e-9  # Beam's EPSILON: a spread below it is no spread
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +291,24 @@ class Detector:
             return {'q1': _num(self._q1.get()), 'q3': _num(self._q3.get())}
         return {'reference': _num(self._mean.get())}
 
+    def _departs_from_flat(self, value: float, stats: dict) -> bool:
+        # Beam's detectors score 0 when the spread is zero (to avoid dividing by it). But a value
+        # that differs from a perfectly flat history is as anomalous as it gets: infinite.
+        kind = self.config.kind
+        if kind == 'zscore':
+            center, spread = stats['mean'], stats['stddev']
+        elif kind == 'robust_zscore':
+            center, spread = stats['median'], stats['mad']
+        elif kind == 'iqr':
+            center, spread = stats['q1'], (stats['q3'] or 0) - (stats['q1'] or 0)
+            if stats['q1'] is not None and stats['q1'] <= value <= stats['q3']:
+                return False
+        else:
+            return False
+        if center is None or spread is None or spread >= _FLAT:
+            return False
+        return abs(value - center) > _FLAT * max(1.0, abs(center))
+
     def update(self, t: float, value: float | None) -> Verdict:
         """Scores ``value`` (at ``t``, epoch seconds) against what came before, then learns it.
         A missing value (None, NaN) gets no verdict and is not learnt."""
@@ -301,6 +323,8 @@ class Detector:
         stats = self.stats()
         row = beam.Row(value=float(value))
         raw = self._beam.score_one(row)
+        if raw == 0.0 and self._departs_from_flat(float(value), stats):
+            raw = math.inf
         self._beam.learn_one(row)
         self.seen += 1
         if self.seen <= self.config.warmup or raw is None or math.isnan(raw):
