@@ -119,7 +119,14 @@ class ShardModels:
     def expire(self, now_us: int) -> int:
         """Forgets keys idle for ``idle_ttl`` at ``now_us``; returns how many."""
         cutoff = (now_us - self.idle_ttl_us) / _US
-        idle = [k for k, m in self.models.items() if (m.last_time or math.inf) <= cutoff]
+        # A key with points still pending is not idle, however old its last scored point (a
+        # bounded run's watermark jumps past every expiry before the last points are released).
+        waiting = {k for t in self.pending for k in _key_tuples(t, self.keys)}
+        idle = [
+            k
+            for k, m in self.models.items()
+            if (m.last_time or math.inf) <= cutoff and k not in waiting
+        ]
         for k in idle:
             del self.models[k]
         return len(idle)

@@ -1,0 +1,142 @@
+"""Rank calibration, detector specs and the per-key model (ensembles, warm-up, refractory)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from beam_pipelines.anomaly.calibration import RankCalibration
+from beam_pipelines.anomaly.model import KeyModel
+from beam_pipelines.anomaly.spec import DEFAULT_SPEC
+from beam_pipelines.anomaly.spec import SpecError
+from beam_pipelines.anomaly.spec import load_spec
+from beam_pipelines.anomaly.spec import parse_spec
+
+
+def test_rank_calibration_scores_rarity_in_the_recent_history():
+    cal = RankCalibration(history=4, min_history=3)
+    for raw in (1.0, 2.0):
+        assert cal.score(raw) is None
+        cal.push(raw)
+    cal.push(3.0)
+    # n = 3; p = (count >= raw + 1) / (n + 1); score = -log10(p) / log10(n + 1)
+    assert cal.score(10.0) == pytest.approx(1.0)  # larger than all: p = 1/4
+    assert cal.score(2.0) == pytest.approx(-math.log10(3 / 4) / math.log10(4))
+    assert cal.score(0.0) == pytest.approx(0.0)
+    for raw in (4.0, 5.0):
+        cal.push(raw)  # the ring keeps the last 4: 2, 3, 4, 5
+    assert cal.score(1.5) == pytest.approx(0.0)
+
+
+def test_rank_calibration_agrees_with_a_brute_force_count():
+    rng = np.random.default_rng(5)
+    cal, seen = RankCalibration(history=50, min_history=1), []
+    for raw in rng.exponential(1.0, 300):
+        if seen:
+            window = np.array(seen[-50:], np.float32)
+            p = (np.count_nonzero(window >= np.float32(raw)) + 1) / (len(window) + 1)
+            assert cal.score(raw) == pytest.approx(-math.log10(p) / math.log10(len(window) + 1))
+        cal.push(raw)
+        seen.append(raw)
+
+
+SPEC_YAML = """
+warmup: 5
+detectors:
+  - {kind: zscore, window: 20}
+  - {kind: iqr, window: 30, threshold: 2.0}
+calibration: {kind: fixed}
+ensemble: {aggregation: majority}
+refractory_points: 3
+"""
+
+
+def test_specs_load_from_yaml_and_json(tmp_path):
+    (tmp_path / 'spec.yaml').write_text(SPEC_YAML)
+    spec = load_spec(str(tmp_path / 'spec.yaml'))
+    assert [d.name for d in spec.detectors] == ['zscore_20', 'iqr_30']
+    assert (spec.calibration, spec.aggregation, spec.refractory_points) == ('fixed', 'majority', 3)
+    (tmp_path / 'spec.json').write_text(json.dumps(spec.to_dict()))
+    assert load_spec(str(tmp_path / 'spec.json')) == spec
+    assert parse_spec(DEFAULT_SPEC.to_dict()) == DEFAULT_SPEC
+
+
+@pytest.mark.parametrize(
+    'spec, match',
+    [
+        ({}, 'detectors'),
+        ({'detectors': [{'kind': 'zscore'}], 'colour': 'red'}, 'colour: unknown key'),
+        ({'detectors': [{'kind': 'zscore', 'windw': 3}]}, r'detectors\[0\]\.windw: unknown key'),
+        ({'detectors': [{'kind': 'prophet'}]}, r'detectors\[0\]: detector kind'),
+        ({'detectors': [{'kind': 'zscore'}], 'ensemble': {'aggregation': 'sum'}}, 'aggregation'),
+        ({'detectors': [{'kind': 'zscore'}], 'ensemble': {'threshold': 1.5}}, 'threshold'),
+        ({'detectors': [{'kind': 'zscore'}, {'kind': 'zscore'}]}, 'the same'),
+        ({'detectors': [{'kind': 'zscore'}], 'calibration': {'kind': 'magic'}}, 'calibration'),
+    ],
+)
+def test_bad_specs_name_the_path(spec, match):
+    with pytest.raises(SpecError, match=match):
+        parse_spec(spec)
+
+
+def test_unreadable_spec_files_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match=r'nope\.yaml'):
+        load_spec(str(tmp_path / 'nope.yaml'))
+    (tmp_path / 'bad.json').write_text('{')
+    with pytest.raises(SpecError, match=r'bad\.json'):
+        load_spec(str(tmp_path / 'bad.json'))
+
+
+def spec(**overrides):
+    base = {
+        'warmup': 10,
+        'detectors': [{'kind': 'zscore', 'window': 10}],
+        'calibration': {'kind': 'fixed'},
+        'refractory_points': 0,
+    }
+    return parse_spec({**base, **overrides})
+
+
+def test_warm_up_then_verdicts_then_one_detection_per_sustained_anomaly():
+    model = KeyModel(spec(refractory_points=3))
+    values = [10.0, 11.0] * 10 + [50.0, 50.0, 50.0, 50.0, 10.0]
+    out = [model.update(float(i), v) for i, v in enumerate(values)]
+    assert all(s.label is None for s in out[:10])  # the warm-up
+    assert all(s.label is False for s in out[10:20])
+    assert out[20].label and out[20].detector == 'zscore_10' and out[20].stats['mean'] == 10.5
+    # Refractory: the next 3 points score 0 and are not anomalies, even though they would be.
+    assert [(s.score, s.label, s.refractory) for s in out[21:24]] == [(0.0, False, True)] * 3
+    assert out[24].refractory is False
+
+
+def test_ensembles_combine_with_beams_aggregations():
+    detectors = [
+        {'kind': 'zscore', 'window': 10, 'threshold': 3.0},
+        {'kind': 'robust_zscore', 'window': 10, 'threshold': 100.0},
+        {'kind': 'iqr', 'window': 10, 'threshold': 100.0},
+    ]
+    values = [10.0, 11.0, 12.0] * 6 + [20.0]
+    results = {}
+    for aggregation in ('max', 'mean', 'majority', 'any', 'all'):
+        model = KeyModel(spec(detectors=detectors, ensemble={'aggregation': aggregation}))
+        results[aggregation] = [model.update(float(i), v) for i, v in enumerate(values)][-1]
+    # The z-score says anomaly; the others, with huge thresholds, do not.
+    assert results['max'].label and results['any'].label
+    assert not results['majority'].label and not results['all'].label
+    each = _scores(detectors, values)
+    assert results['max'].score == pytest.approx(max(each))
+    assert results['mean'].score == pytest.approx(np.mean(each))
+
+
+def _scores(detectors, values):
+    from beam_pipelines.anomaly.detectors import Detector
+    from beam_pipelines.anomaly.detectors import DetectorConfig
+
+    out = []
+    for d in detectors:
+        det = Detector(DetectorConfig(**d, warmup=1))
+        out.append([det.update(float(i), v) for i, v in enumerate(values)][-1].score)
+    return out
