@@ -12,11 +12,12 @@ Plain Python, no Beam in it.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import math
 import time
 from collections.abc import Iterator
 
-__all__ = ['RateLimiter', 'RetryPolicy']
+__all__ = ['RateLimiter', 'RetryPolicy', 'retry_after_secs']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,3 +92,19 @@ class RateLimiter:
             by_age = sorted(self._buckets, key=lambda c: self._buckets[c][1])
             for c in by_age[: len(by_age) - self._max_clients * 9 // 10]:
                 del self._buckets[c]
+
+
+def retry_after_secs(value: str | None, now: float | None = None) -> float:
+    """How long a ``Retry-After`` header asks to wait: seconds, or an HTTP date; 0 if absent or
+    unreadable."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

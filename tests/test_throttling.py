@@ -64,3 +64,11 @@ def test_retry_delays_double_up_to_the_cap():
     assert list(RetryPolicy(1).delays()) == []
     with pytest.raises(ValueError):
         RetryPolicy(0)
+
+
+def test_retry_after_takes_seconds_or_an_http_date():
+    from beam_pipelines.throttling import retry_after_secs
+
+    assert retry_after_secs('3') == 3.0
+    assert retry_after_secs(None) == 0.0 and retry_after_secs('soon') == 0.0
+    assert retry_after_secs('Wed, 21 Oct 2015 07:28:10 GMT', now=1445412480.0) == 10.0

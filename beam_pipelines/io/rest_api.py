@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.utils
 import hashlib
 import logging
 import time
@@ -56,6 +55,7 @@ from beam_pipelines.columnar.timestamps import parse_timestamp
 from beam_pipelines.redaction import redact
 from beam_pipelines.throttling import RateLimiter
 from beam_pipelines.throttling import RetryPolicy
+from beam_pipelines.throttling import retry_after_secs
 
 __all__ = ['PAGINATIONS', 'Cursor', 'RestApiError', 'RestApiSpec', 'RestPoller', 'record_key']
 
@@ -324,7 +324,7 @@ class RestPoller:
                         f'{self.spec.name}: HTTP {response.status_code} after '
                         f'{self._retry.attempts} attempts'
                     )
-                delay = max(delay, _retry_after(response))
+                delay = max(delay, retry_after_secs(response.headers.get('Retry-After')))
                 _LOGGER.warning(
                     '%s: HTTP %d; retrying in %.1f s', self.spec.name, response.status_code, delay
                 )
@@ -356,18 +356,3 @@ def _dig(body, path: str | None):
 
 def _micros(value) -> int:
     return (parse_timestamp(value) - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def _retry_after(response: requests.Response) -> float:
-    value = response.headers.get('Retry-After')
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)  # an HTTP date
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, when.timestamp() - time.time())

@@ -1,9 +1,9 @@
 """``WriteToWarehouse``: the flagship's outputs into the PostgreSQL warehouse schema.
 
 Clean events go to ``events`` (daily partitions created on demand), aggregates to
-``aggregates`` and dead letters to ``dead_letters``, each through :class:`WriteToPostgres`, so
-every load is a COPY plus an idempotent upsert. Rows the database refuses come back as
-dead letters (stage ``sink``).
+``aggregates``, detected anomalies to ``anomalies`` and dead letters to ``dead_letters``, each
+through :class:`WriteToPostgres`, so every load is a COPY plus an idempotent upsert. Rows the
+database refuses come back as dead letters (stage ``sink``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import NamedTuple
 import apache_beam as beam
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.columnar.timestamps import TIMESTAMP_TYPE
@@ -37,6 +38,8 @@ EVENT_COLUMNS = (
     'attributes',
 )
 DEAD_LETTER_COLUMNS = ('id', *ENVELOPE_FIELDS)  # the envelope, keyed
+ANOMALY_KEY = ('entity_id', 'event_type', 'detector', 'event_time')
+ANOMALY_COLUMNS = (*ANOMALY_KEY, 'value', 'score', 'is_anomaly', 'statistics')
 
 
 class WarehouseResult(NamedTuple):
@@ -93,6 +96,15 @@ class WriteToWarehouse(beam.PTransform):
                 | 'LoadDeadLetters' >> WriteToPostgres(self._url, dead, self._pipeline_name)
             ),
         }
+        if 'anomalies' in outputs:
+            anomalies = PostgresTarget(
+                'anomalies', ANOMALY_COLUMNS, ANOMALY_KEY, s, json_columns=('statistics',)
+            )
+            results['anomalies'] = (
+                outputs['anomalies']
+                | 'AnomaliesToRows' >> beam.Map(_anomaly_rows).with_output_types(pa.Table)
+                | 'LoadAnomalies' >> WriteToPostgres(self._url, anomalies, self._pipeline_name)
+            )
         if 'retractions' in outputs:
             retracted = PostgresTarget('aggregates', WINDOW_KEY, WINDOW_KEY, s, delete=True)
             results['retractions'] = outputs['retractions'] | 'DeleteRetracted' >> WriteToPostgres(
@@ -185,6 +197,23 @@ def _event_rows(table: pa.Table) -> pa.Table:
         else pa.nulls(n, pa.string()),
     }
     return pa.table(columns)
+
+
+def _anomaly_rows(table: pa.Table) -> pa.Table:
+    """Scored points (``anomaly.shard.score_schema``) as ``anomalies`` rows; the detector that
+    scored highest names the row (deterministic, so re-runs upsert the same rows)."""
+    return pa.table(
+        {
+            'entity_id': table.column('entity_id'),
+            'event_type': table.column('event_type'),
+            'detector': pc.fill_null(table.column('detector'), 'none'),
+            'event_time': table.column('event_time'),
+            'value': table.column('value'),
+            'score': table.column('anomaly_score'),
+            'is_anomaly': pc.fill_null(table.column('is_anomaly'), False),
+            'statistics': table.column('statistics'),
+        }
+    )
 
 
 def dead_letter_id(envelope: dict) -> str:
