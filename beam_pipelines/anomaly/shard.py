@@ -14,6 +14,7 @@ Plain Python and Arrow, no pipeline in it.
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import orjson
@@ -67,6 +68,15 @@ class ShardModels:
         self.idle_ttl_us = round(idle_ttl_secs * _US)
         self.models: dict[tuple, KeyModel] = {}
         self.pending: list[pa.Table] = []
+        self._template: bytes | None = None
+
+    def new_model(self) -> KeyModel:
+        """A fresh model for a new key: a copy of a pickled template, because building one runs
+        Beam's ``Specifiable`` constructors (an ``inspect.signature`` per object, ~0.3 ms a
+        key: most of the cost of a series with few points)."""
+        if self._template is None:
+            self._template = pickle.dumps(KeyModel(self.spec))
+        return pickle.loads(self._template)
 
     def add(self, table: pa.Table) -> pa.Table:
         """Holds the points for release; returns those already too late for their key."""
@@ -139,7 +149,7 @@ class ShardModels:
         for key, t_us, value in zip(keys, times.tolist(), values, strict=True):
             model = self.models.get(key)
             if model is None:
-                model = self.models[key] = KeyModel(self.spec)
+                model = self.models[key] = self.new_model()
             v = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
             scored = model.update(t_us / _US, None if v is None else float(v))
             out['score'].append(scored.score)

@@ -8,6 +8,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from beam_pipelines import cli
+from beam_pipelines.anomaly.spec import DEFAULT_SPEC
+from beam_pipelines.anomaly.spec import AnomalySpec
+from beam_pipelines.anomaly.spec import SpecError
+from beam_pipelines.anomaly.spec import load_spec
 from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.io.files import infer_format
@@ -15,6 +19,7 @@ from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_stream import stream_uri
 from beam_pipelines.io.rest_api import RestApiSpec
 from beam_pipelines.io.wire_formats import WireFormat
+from beam_pipelines.options import AnomalyOptions
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
@@ -24,15 +29,28 @@ from beam_pipelines.options import SourceOptions
 from beam_pipelines.options import TriggerOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
+from beam_pipelines.redaction import redact
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import SchemaError
 from beam_pipelines.schema import compile_schema
 from beam_pipelines.schema import load_model
 
-__all__ = ['PIPELINE_NAME', 'Config']
+__all__ = ['PIPELINE_NAME', 'AnomalyConfig', 'Config']
 
 PIPELINE_NAME = 'event_analytics'
 DEFAULT_SESSION_GAP_SECS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyConfig:
+    """Anomaly detection on the window aggregates (``--detect_anomalies``)."""
+
+    spec: AnomalySpec
+    value_column: str = 'count'
+    idle_ttl_secs: float = 7 * 24 * 3600.0
+    webhook_url: str | None = None
+    alert_format: str = 'slack'
+    cooldown_secs: float = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +88,7 @@ class Config:
     rest: RestApiSpec | None = None
     rest_poll_secs: float = 60.0
     rest_token_file: str | None = None
+    anomaly: AnomalyConfig | None = None
 
     @property
     def part_prefix(self) -> str:
@@ -214,6 +233,7 @@ class Config:
             rest=rest,
             rest_poll_secs=options.view_as(RestApiOptions).rest_poll_secs,
             rest_token_file=options.view_as(RestApiOptions).rest_token_file,
+            anomaly=_anomaly_config(options, trigger, trig.state_dir),
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
             wire=wire,
@@ -350,3 +370,38 @@ def _rest_spec(rest) -> RestApiSpec:
         )
     except ValueError as exc:
         raise cli.UsageError(f'--rest_*: {exc}') from None
+
+
+def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> AnomalyConfig | None:
+    an = options.view_as(AnomalyOptions)
+    if not an.detect_anomalies:
+        if an.detector_spec or an.alert_webhook_url:
+            raise cli.UsageError('--detector_spec and --alert_webhook_url need --detect_anomalies')
+        return None
+    if state_dir is not None:
+        raise cli.UsageError(
+            "--detect_anomalies does not run incrementally yet (--state_dir): the detectors' "
+            'per-series state is not carried between runs; use a batch run or --streaming'
+        )
+    if not trigger.accumulating:
+        raise cli.UsageError(
+            '--detect_anomalies scores whole windows: it needs --accumulation accumulating'
+        )
+    try:
+        spec = load_spec(an.detector_spec) if an.detector_spec else DEFAULT_SPEC
+    except SpecError as exc:
+        raise cli.UsageError(f'--detector_spec {exc}') from None
+    if an.alert_webhook_url and not an.alert_webhook_url.startswith(('http://', 'https://')):
+        raise cli.UsageError(
+            f'--alert_webhook_url must be http(s)://..., got {redact(an.alert_webhook_url)!r}'
+        )
+    if not an.anomaly_idle_ttl_secs > 0 or an.alert_cooldown_secs < 0:
+        raise cli.UsageError('--anomaly_idle_ttl_secs must be > 0 and --alert_cooldown_secs >= 0')
+    return AnomalyConfig(
+        spec=spec,
+        value_column=an.anomaly_value,
+        idle_ttl_secs=an.anomaly_idle_ttl_secs,
+        webhook_url=an.alert_webhook_url,
+        alert_format=an.alert_format,
+        cooldown_secs=an.alert_cooldown_secs,
+    )

@@ -8,7 +8,10 @@ from typing import Any
 from typing import NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from beam_pipelines.anomaly.shard import score_schema
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.columnar.aggregate import KEY_COLUMNS
 from beam_pipelines.columnar.panes import PANE_SCHEMA
@@ -18,6 +21,7 @@ from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import commit_run
 from beam_pipelines.event_analytics.sources import read_source
+from beam_pipelines.io.alerts import SendAlerts
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
@@ -32,6 +36,7 @@ from beam_pipelines.transforms.counting import CountAs
 from beam_pipelines.transforms.counting import SumCounts
 from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
+from beam_pipelines.transforms.detect import DetectAnomalies
 from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
@@ -115,12 +120,22 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         sized.append(retractions | 'CountRetractions' >> CountAs('retractions'))
         names += ['late', 'retractions']
     all_dead_letters = dead_letter
+    anomalies = None
+    if config.anomaly is not None:
+        found = _detect(aggregates, config, write)
+        anomalies = found.anomalies
+        sized += found.counted
+        names += found.names
+        all_dead_letters = (dead_letter, *found.dead_letters) | 'WithAnomalyDeadLetters' >> (
+            beam.Flatten()
+        )
     if write and config.postgres_url is not None:
         loaded = {
             'events': events,
             'aggregates': aggregates,
             'dead_letter': dead_letter,
             **({'retractions': retractions} if config.panes else {}),
+            **({'anomalies': anomalies} if anomalies is not None else {}),
         } | 'WriteWarehouse' >> WriteToWarehouse(
             config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
         )
@@ -129,7 +144,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             names.append(f'postgres_{table}')
         sized.append(loaded.dead_letter | 'CountRefused' >> CountAs('sink_dead_letter', one))
         names.append('sink_dead_letter')
-        all_dead_letters = (dead_letter, loaded.dead_letter) | 'WithSinkDeadLetters' >> (
+        all_dead_letters = (all_dead_letters, loaded.dead_letter) | 'WithSinkDeadLetters' >> (
             beam.Flatten()
         )
     if write and config.redis_url is not None:
@@ -164,6 +179,16 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             | 'WriteDeadLetters'
             >> WriteDeadLetters(config.path('dead_letter', config.part_prefix), every),
         ]
+        if anomalies is not None:
+            written.append(
+                anomalies
+                | 'WriteAnomalies'
+                >> WriteTablesToParquet(
+                    config.path('anomalies', config.part_prefix),
+                    score_schema(KEY_COLUMNS),
+                    triggering_frequency=every,
+                )
+            )
         if counts is not None:
             # The counts include the PostgreSQL and Redis loads: the summary comes after them.
             written.append(
@@ -197,6 +222,66 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
                 config.redis_url, config.stream_name, config.consumer_group, config.consumer_name
             )
     return Outputs(events, aggregates, dead_letter, counts, late, retractions)
+
+
+class _Detected(NamedTuple):
+    anomalies: beam.PCollection
+    counted: list  # count PCollections for the summary
+    names: list[str]
+    dead_letters: list  # late points, undeliverable alerts
+
+
+def _detect(aggregates, config: Config, write: bool) -> _Detected:
+    """Anomaly detection on the windows (each entity and type a series), and the alerts."""
+    an = config.anomaly
+    detected = (
+        aggregates
+        | 'AnomalyPoints'
+        >> beam.FlatMap(anomaly_points, an.value_column, config.panes).with_output_types(pa.Table)
+        | 'DetectAnomalies'
+        >> DetectAnomalies(
+            an.spec,
+            KEY_COLUMNS,
+            'window_start',
+            'value',
+            num_shards=config.num_shards,
+            idle_ttl_secs=an.idle_ttl_secs,
+            pipeline=PIPELINE_NAME,
+        )
+    )
+    counted = [
+        detected.anomalies | 'CountAnomalies' >> CountAs('anomalies'),
+        detected.late | 'CountAnomalyLate' >> CountAs('anomaly_late', one),
+    ]
+    names, dead = ['anomalies', 'anomaly_late'], [detected.late]
+    if write and an.webhook_url:
+        alerts = detected.anomalies | 'SendAlerts' >> SendAlerts(
+            an.webhook_url, KEY_COLUMNS, an.alert_format, an.cooldown_secs, PIPELINE_NAME
+        )
+        counted += [
+            alerts.sent | 'CountAlerts' >> CountAs('alerts_sent', one),
+            alerts.dead_letter | 'CountAlertFailures' >> CountAs('alert_dead_letter', one),
+        ]
+        names += ['alerts_sent', 'alert_dead_letter']
+        dead.append(alerts.dead_letter)
+    return _Detected(detected.anomalies, counted, names, dead)
+
+
+def anomaly_points(aggregates: pa.Table, value_column: str, panes: bool):
+    """The points scored from window aggregates: per (entity, type) and window start, the chosen
+    aggregate. Of a stream's panes only the on-time ones are scored (accumulating: the whole
+    window as the watermark closed it), so each window is one point, as in batch."""
+    if panes:
+        aggregates = aggregates.filter(pc.equal(aggregates.column('pane_timing'), 'on_time'))
+    if aggregates.num_rows:
+        yield pa.table(
+            {
+                'entity_id': aggregates.column('entity_id'),
+                'event_type': aggregates.column('event_type'),
+                'window_start': aggregates.column('window_start'),
+                'value': aggregates.column(value_column).cast(pa.float64()),
+            }
+        )
 
 
 def _summary_context(config: Config) -> dict[str, Any]:
@@ -238,6 +323,19 @@ def _summary_context(config: Config) -> dict[str, Any]:
                 if config.panes
                 else {}
             ),
+            **({'anomalies': config.path('anomalies') + '/'} if config.anomaly else {}),
             'summary': config.path(SUMMARY_FILE),
         },
+        **({'anomaly_detection': _anomaly_context(config)} if config.anomaly else {}),
+    }
+
+
+def _anomaly_context(config: Config) -> dict[str, Any]:
+    an = config.anomaly
+    return {
+        'value': an.value_column,
+        'spec': an.spec.to_dict(),
+        'alerts': redact(an.webhook_url) if an.webhook_url else None,
+        'alert_format': an.alert_format if an.webhook_url else None,
+        'alert_cooldown_secs': an.cooldown_secs if an.webhook_url else None,
     }

@@ -22,7 +22,7 @@ __all__ = [
     'read_summary',
 ]
 
-OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter', 'late', 'retractions')
+OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter', 'late', 'retractions', 'anomalies')
 SUMMARY_FILE = 'run_summary.json'
 
 _LOGGER = logging.getLogger(__name__)

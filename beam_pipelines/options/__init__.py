@@ -1,5 +1,6 @@
 """``PipelineOptions`` subclasses, one per concern; each only overrides ``_add_argparse_args``."""
 
+from beam_pipelines.options.anomaly import AnomalyOptions
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
@@ -11,6 +12,7 @@ from beam_pipelines.options.tuning import TuningOptions
 from beam_pipelines.options.windowing import WindowOptions
 
 __all__ = [
+    'AnomalyOptions',
     'InputOptions',
     'OutputOptions',
     'PostgresOptions',
