@@ -33,6 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
@@ -97,8 +99,10 @@ class ReadFromRestApi(beam.PTransform):
         if self._poll_secs is None:
             ticks = pbegin | 'Once' >> beam.Impulse()
         else:
-            start = time.time()
-            stop = start + self._stop_after_secs if self._stop_after_secs else None
+            # Whole microseconds (Beam's Timestamp arithmetic): with floats, the stop could land a
+            # microsecond past a tick and let one more poll through.
+            start = Timestamp.now()
+            stop = start + Duration(self._stop_after_secs) if self._stop_after_secs else None
             ticks = pbegin | 'Every' >> PeriodicImpulse(
                 start_timestamp=start,
                 fire_interval=self._poll_secs,
