@@ -6,8 +6,9 @@ the detector that scored highest and the statistics it judged by. Ensembles are 
 Beam's own aggregations (``MaxScore``, ``AverageScore``, ``MajorityVote``, ``AnyVote``,
 ``AllVote``) over ``AnomalyPrediction`` objects.
 
-After an anomaly the key is refractory for ``refractory_points`` points: they score 0, so a
-sustained anomaly is one detection, not hundreds (the detectors keep learning meanwhile).
+After a point scores ``refractory_level`` or more, the key is refractory for
+``refractory_points`` points: they score 0, so a sustained anomaly is one detection, not
+hundreds (the detectors keep learning meanwhile).
 
 Plain Python, no pipeline in it.
 """
@@ -103,7 +104,7 @@ class KeyModel:
         if self._refractory_left > 0:
             self._refractory_left -= 1
             return Scored(0.0, False, refractory=True, **detail)
-        if label:
+        if score >= self.spec.refractory_level:
             self._refractory_left = self.spec.refractory_points
         return Scored(score, label, **detail)
 
@@ -111,5 +112,7 @@ class KeyModel:
         if self.spec.aggregation in ('max', 'mean'):
             combined = self._aggregate.apply([AnomalyPrediction(score=s) for s, _, _ in scored])
             return float(combined.score), combined.score >= self.spec.threshold
+        # Votes: the label is the vote; the score, the fraction of detectors voting anomaly, so
+        # the two agree (majority: above 0.5; any: above 0; all: 1).
         combined = self._aggregate.apply([AnomalyPrediction(label=int(b)) for _, b, _ in scored])
-        return sum(s for s, _, _ in scored) / len(scored), combined.label == _OUTLIER
+        return sum(1 for _, b, _ in scored if b) / len(scored), combined.label == _OUTLIER

@@ -1,12 +1,16 @@
 """The anomaly state of one shard of keys: each key's model, and the points waiting for the
 watermark so that every key is scored in event-time order.
 
-Points arrive in any order; :meth:`ShardModels.add` holds them (``pending``) and
-:meth:`ShardModels.release` scores, once the watermark has passed them, every pending point up to
-a time, sorted by key and time. A point older than its key's last scored point cannot be scored
-in order any more: it is returned as late (the transform sends it to its ``late`` output, as the
-aggregation does). Keys without a point for ``idle_ttl_secs`` of event time are forgotten
-(:meth:`expire`), so state stays bounded by the active keys.
+Points arrive in any order; :meth:`ShardModels.add` holds them (``pending``, with the Beam
+timestamp of the element that brought them) and :meth:`ShardModels.release` scores, once the
+watermark has passed those timestamps, the points that came with them, sorted by key and time.
+Releasing by element timestamps, not by the points' own times, keeps the outputs on time for
+what follows (window aggregates, for example, arrive stamped with their window's end, after
+their start time is long behind the watermark). A point older than its key's last scored point
+cannot be scored in order any more, and a point without a time cannot be placed: both are
+returned with the reason (the transform sends them to its ``late`` output). Keys without a
+point for ``idle_ttl_secs`` of event time are forgotten (:meth:`expire`), so state stays bounded
+by the active keys.
 
 Plain Python and Arrow, no pipeline in it.
 """
@@ -61,14 +65,28 @@ class ShardModels:
         value_column: str,
         idle_ttl_secs: float,
     ):
-        self.spec = spec
         self.keys = key_columns
         self.time = time_column
         self.value = value_column
         self.idle_ttl_us = round(idle_ttl_secs * _US)
         self.models: dict[tuple, KeyModel] = {}
-        self.pending: list[pa.Table] = []
+        self.pending: list[tuple[int, pa.Table]] = []  # (element timestamp µs, points)
+        self.attach(spec)
+
+    def attach(self, spec: AnomalySpec) -> None:
+        """Gives the shard the spec new keys are built from. The spec is not part of the state
+        (see ``__getstate__``): a job updated with another spec builds new keys from it."""
+        self.spec = spec
         self._template: bytes | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state['spec'], state['_template']
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.spec, self._template = None, None
 
     def new_model(self) -> KeyModel:
         """A fresh model for a new key: a copy of a pickled template, because building one runs
@@ -78,30 +96,42 @@ class ShardModels:
             self._template = pickle.dumps(KeyModel(self.spec))
         return pickle.loads(self._template)
 
-    def add(self, table: pa.Table) -> pa.Table:
-        """Holds the points for release; returns those already too late for their key."""
+    def add(self, table: pa.Table, at_us: int) -> list[tuple[pa.Table, str]]:
+        """Holds the points (an element stamped ``at_us``) for release once the watermark passes
+        ``at_us``; returns the points that cannot be scored in order, each with the reason."""
         table = table.select([*self.keys, self.time, self.value])
-        if not self.models or table.num_rows == 0:
-            self.pending.append(table)
-            return table.slice(0, 0)
-        times = _micros(table.column(self.time))
-        last = np.array(
-            [_last_us(self.models.get(k)) for k in _key_tuples(table, self.keys)], np.int64
-        )
-        late = times < last
-        if late.any():
-            self.pending.append(table.filter(pa.array(~late)))
-            return table.filter(pa.array(late))
-        self.pending.append(table)
-        return table.slice(0, 0)
+        refused = []
+        untimed = pc.is_null(table.column(self.time))
+        if pc.any(untimed).as_py():
+            refused.append((table.filter(untimed), 'the point has no time'))
+            table = table.filter(pc.invert(untimed))
+        if self.models and table.num_rows:
+            times = _micros(table.column(self.time))
+            last = np.array(
+                [_last_us(self.models.get(k)) for k in _key_tuples(table, self.keys)], np.int64
+            )
+            late = times < last
+            if late.any():
+                refused.append(
+                    (
+                        table.filter(pa.array(late)),
+                        'its key was already scored past it: points are scored in event-time order',
+                    )
+                )
+                table = table.filter(pa.array(~late))
+        if table.num_rows:
+            self.pending.append((at_us, table))
+        return refused
 
     def pending_range(self) -> tuple[int, int] | None:
-        """The earliest and the latest pending point's time (µs), if any."""
-        lows = [pc.min(t.column(self.time)) for t in self.pending if t.num_rows]
-        highs = [pc.max(t.column(self.time)) for t in self.pending if t.num_rows]
-        if not lows:
+        """The earliest and the latest pending element timestamp (µs), if any."""
+        if not self.pending:
             return None
-        return min(_scalar_us(t) for t in lows), max(_scalar_us(t) for t in highs)
+        stamps = [at for at, _ in self.pending]
+        return min(stamps), max(stamps)
+
+    def waiting_keys(self) -> set[tuple]:
+        return {k for _, t in self.pending for k in _key_tuples(t, self.keys)}
 
     def all_idle_at(self) -> int | None:
         """When (µs of event time) every key will have been idle ``idle_ttl``, if any key."""
@@ -111,16 +141,13 @@ class ShardModels:
         return round(max(lasts) * _US) + self.idle_ttl_us
 
     def release(self, up_to_us: int) -> pa.Table | None:
-        """Scores the pending points at or before ``up_to_us``, by key and time."""
-        if not self.pending:
+        """Scores the pending points of elements stamped at or before ``up_to_us`` (the
+        watermark has passed them: nothing earlier can still come), by key and time."""
+        due = [t for at, t in self.pending if at <= up_to_us]
+        self.pending = [(at, t) for at, t in self.pending if at > up_to_us]
+        if not due:
             return None
-        pending = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
-        times = _micros(pending.column(self.time))
-        due = times <= up_to_us
-        self.pending = [pending.filter(pa.array(~due))] if not due.all() else []
-        if not due.any():
-            return None
-        ready = pending.filter(pa.array(due))
+        ready = pa.concat_tables(due) if len(due) > 1 else due[0]
         order = pc.sort_indices(
             ready, sort_keys=[*((k, 'ascending') for k in self.keys), (self.time, 'ascending')]
         )
@@ -131,11 +158,11 @@ class ShardModels:
         cutoff = (now_us - self.idle_ttl_us) / _US
         # A key with points still pending is not idle, however old its last scored point (a
         # bounded run's watermark jumps past every expiry before the last points are released).
-        waiting = {k for t in self.pending for k in _key_tuples(t, self.keys)}
+        waiting = self.waiting_keys()
         idle = [
             k
             for k, m in self.models.items()
-            if (m.last_time or math.inf) <= cutoff and k not in waiting
+            if m.last_time is not None and m.last_time <= cutoff and k not in waiting
         ]
         for k in idle:
             del self.models[k]
@@ -176,10 +203,6 @@ def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple]:
 
 def _micros(column) -> np.ndarray:
     return pc.cast(pc.cast(column, TIMESTAMP_TYPE), pa.int64()).to_numpy(zero_copy_only=False)
-
-
-def _scalar_us(scalar) -> int:
-    return pc.cast(pc.cast(scalar, TIMESTAMP_TYPE), pa.int64()).as_py()
 
 
 def _last_us(model: KeyModel | None) -> int:

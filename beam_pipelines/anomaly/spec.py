@@ -9,13 +9,19 @@ from a JSON or YAML file (``--detector_spec``), so users change detection withou
       - {kind: zscore, window: 500}
       - {kind: zscore, window: 100, seasonal_period_secs: 86400}
     calibration: {kind: rank, history: 8000}   # or {kind: fixed}: raw / (raw + threshold)
-    ensemble: {aggregation: max, threshold: 0.75}
-    refractory_points: 150      # after an anomaly, the next points of the key score 0
+    ensemble: {aggregation: max, threshold: 0.78}
+    refractory_points: 150      # after a point scores refractory_level or more, the key's next
+    refractory_level: 0.75      # points score 0 (one detection per episode)
 
 Kinds: ``zscore`` (sliding mean and stddev), ``robust_zscore`` (median and MAD), ``iqr``
 (quartiles), ``relative_change`` (against the mean of the last ``window`` values). Aggregations:
 ``max``, ``mean`` (of the scores; anomaly from ``threshold``), or votes on the detectors' labels:
-``majority``, ``any``, ``all``. Every unknown key or bad value is refused with its path.
+``majority``, ``any``, ``all`` (the score is then the fraction of detectors that say anomaly).
+The threshold defaults to 0.78 with rank calibration and to 0.5 with fixed calibration (where a
+detector's score is 0.5 exactly at its own threshold). The refractory period starts at
+``refractory_level``, not at the threshold, so scores do not depend on the threshold: it can be
+tuned afterwards on the scores, as NAB's optimiser does. Every unknown key or bad value is
+refused with its path.
 
 ``DEFAULT_SPEC`` is the spec measured on NAB (``python -m beam_pipelines.evaluate_nab``); its
 state is about 100 KB per key (the three 8,000-value rank histories): use a shorter ``history``
@@ -51,8 +57,9 @@ class AnomalySpec:
     calibration: str = 'rank'
     history: int = 8000
     aggregation: str = 'max'
-    threshold: float = 0.75
+    threshold: float = 0.78
     refractory_points: int = 150
+    refractory_level: float = 0.75
 
     def __post_init__(self):
         if not self.detectors:
@@ -65,6 +72,8 @@ class AnomalySpec:
             )
         if not 0 < self.threshold < 1:
             raise SpecError(f'ensemble.threshold: must lie in (0, 1), got {self.threshold}')
+        if not 0 < self.refractory_level <= 1:
+            raise SpecError(f'refractory_level: must lie in (0, 1], got {self.refractory_level}')
         if self.warmup < 0 or self.refractory_points < 0 or self.history < 2:
             raise SpecError('warmup and refractory_points must be >= 0, history >= 2')
         names = [d.name for d in self.detectors]
@@ -82,10 +91,11 @@ class AnomalySpec:
             'calibration': {'kind': self.calibration, 'history': self.history},
             'ensemble': {'aggregation': self.aggregation, 'threshold': self.threshold},
             'refractory_points': self.refractory_points,
+            'refractory_level': self.refractory_level,
         }
 
 
-_TOP = {'warmup', 'detectors', 'calibration', 'ensemble', 'refractory_points'}
+_TOP = {'warmup', 'detectors', 'calibration', 'ensemble', 'refractory_points', 'refractory_level'}
 _DETECTOR = {'kind', 'window', 'threshold', 'warmup', 'seasonal_period_secs'}
 
 
@@ -119,15 +129,17 @@ def parse_spec(data: Any) -> AnomalySpec:
         if not isinstance(part, dict):
             raise SpecError(f'{name}: a mapping')
         _no_unknown(part, keys, f'{name}.')
+    kind = calibration.get('kind', 'rank')
     try:
         return AnomalySpec(
             detectors=tuple(detectors),
             warmup=int(data.get('warmup', 200)),
-            calibration=calibration.get('kind', 'rank'),
+            calibration=kind,
             history=int(calibration.get('history', 8000)),
             aggregation=ensemble.get('aggregation', 'max'),
-            threshold=float(ensemble.get('threshold', 0.75)),
+            threshold=float(ensemble.get('threshold', 0.5 if kind == 'fixed' else 0.78)),
             refractory_points=int(data.get('refractory_points', 150)),
+            refractory_level=float(data.get('refractory_level', 0.75)),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, SpecError):
@@ -168,7 +180,8 @@ DEFAULT_SPEC = parse_spec(
             {'kind': 'zscore', 'window': 100, 'seasonal_period_secs': 86400},
         ],
         'calibration': {'kind': 'rank', 'history': 8000},
-        'ensemble': {'aggregation': 'max', 'threshold': 0.75},
+        'ensemble': {'aggregation': 'max', 'threshold': 0.78},
         'refractory_points': 150,
+        'refractory_level': 0.75,
     }
 )

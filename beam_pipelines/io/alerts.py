@@ -11,8 +11,11 @@ so the cooldown holds across bundles, restarts and workers). Each alert is POSTe
 * ``json``: the anomaly itself (key, time, value, score, detector, statistics, pipeline).
 
 Connection errors, timeouts, 429 and 5xx are retried with the ``RetryPolicy`` (waiting at least
-any ``Retry-After``); an alert that still cannot be delivered is not lost: it becomes a dead
-letter (stage ``sink``, error type ``alert_failed``) with the alert as its payload.
+any ``Retry-After``, up to a minute); an alert that still cannot be delivered is not lost: it
+becomes a dead letter (stage ``sink``, error type ``alert_failed``) with the alert as its
+payload. Delivery is at least once: a bundle the runner retries posts its alerts again. Values
+from the data are escaped in Slack's markup, so an entity id cannot mention ``@channel`` or
+forge a link. A key's cooldown state is cleared by a timer once the cooldown is over.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.userstate import TimerSpec
+from apache_beam.transforms.userstate import on_timer
+from apache_beam.utils.timestamp import MAX_TIMESTAMP
+from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
@@ -48,8 +55,14 @@ class AlertsSent(NamedTuple):
 
 
 def in_cooldown(last_alert_us: int | None, at_us: int, cooldown_us: int) -> bool:
-    """Whether an anomaly at ``at_us`` falls within the cooldown of the key's last alert."""
-    return last_alert_us is not None and at_us - last_alert_us < cooldown_us
+    """Whether an anomaly at ``at_us`` falls within the cooldown of the key's last alert (on
+    either side: an older anomaly arriving late is its episode too, unless a cooldown older)."""
+    return last_alert_us is not None and abs(at_us - last_alert_us) < cooldown_us
+
+
+def _escape(text) -> str:
+    # Slack's mrkdwn: values from the data (entity ids) must not become mentions or links.
+    return str(text).replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
 
 
 def alert_body(anomaly: dict, keys: tuple[str, ...], fmt: str, pipeline: str) -> dict:
@@ -69,15 +82,15 @@ def alert_body(anomaly: dict, keys: tuple[str, ...], fmt: str, pipeline: str) ->
     }
     if fmt == 'json':
         return generic
-    who = ' / '.join(f'{v}' for v in key.values())
+    who = ' / '.join(_escape(v) for v in key.values())
     context = ', '.join(f'{k} {v:.4g}' for k, v in stats.items() if isinstance(v, int | float))
     text = (
         f':rotating_light: Anomaly in {who} at {when}: value {anomaly["value"]:.6g}, '
-        f'score {anomaly["anomaly_score"]:.2f} ({anomaly["detector"]}'
+        f'score {anomaly["anomaly_score"]:.2f} ({_escape(anomaly["detector"])}'
         + (f'; {context}' if context else '')
         + ')'
     )
-    fields = [{'type': 'mrkdwn', 'text': f'*{k}*\n{v}'} for k, v in key.items()]
+    fields = [{'type': 'mrkdwn', 'text': f'*{k}*\n{_escape(v)}'} for k, v in key.items()]
     fields += [
         {'type': 'mrkdwn', 'text': f'*value*\n{anomaly["value"]:.6g}'},
         {'type': 'mrkdwn', 'text': f'*score*\n{anomaly["anomaly_score"]:.2f}'},
@@ -150,6 +163,8 @@ def _rows_by_key(table: pa.Table, keys: tuple[str, ...]):
 
 class _AlertFn(beam.DoFn):
     LAST = ReadModifyWriteStateSpec('last_alert_us', PickleCoder())
+    FORGET = TimerSpec('forget', beam.TimeDomain.WATERMARK)
+    MAX_WAIT_SECS = 60.0  # a longer Retry-After is not waited for in a worker: dead letter
 
     def __init__(self, url, keys, fmt, cooldown_us, pipeline, retry, timeout_secs):
         self._url = url
@@ -170,13 +185,20 @@ class _AlertFn(beam.DoFn):
     def teardown(self):
         self._session.close()
 
-    def process(self, element, last=beam.DoFn.StateParam(LAST)):
+    def process(
+        self,
+        element,
+        last=beam.DoFn.StateParam(LAST),
+        forget=beam.DoFn.TimerParam(FORGET),
+    ):
         _, row = element
         at_us = int(row['event_time'].timestamp() * 1_000_000)
         if in_cooldown(last.read(), at_us, self._cooldown_us):
             self._suppressed.inc()
             return
         last.write(at_us)  # the episode has alerted (or dead-lettered): the cooldown starts
+        # The key's state is cleared once the cooldown is over (it holds nothing useful then).
+        forget.set(Timestamp(micros=min(at_us + self._cooldown_us, MAX_TIMESTAMP.micros - 1)))
         body = alert_body(row, self._keys, self._fmt, self._pipeline)
         error = self._post(body)
         if error is None:
@@ -196,6 +218,10 @@ class _AlertFn(beam.DoFn):
                 event_time=row['event_time'].strftime('%Y-%m-%dT%H:%M:%S.%fZ'),
             ),
         )
+
+    @on_timer(FORGET)
+    def on_forget(self, last=beam.DoFn.StateParam(LAST)):
+        last.clear()
 
     def _post(self, body: dict) -> str | None:
         """Delivers one alert; returns None, or why it could not be delivered."""
@@ -222,5 +248,7 @@ class _AlertFn(beam.DoFn):
             delay = next(delays, None)
             if delay is None:
                 return f'{problem} after {self._retry.attempts} attempts'
+            if wait > self.MAX_WAIT_SECS:
+                return f'{problem}, and asked to retry after {wait:.0f} s'
             self._retries.inc()
             time.sleep(max(delay, wait))

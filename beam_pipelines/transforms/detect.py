@@ -2,17 +2,19 @@
 
 Tables of points (key columns, a time, a value: raw event values, or window aggregates such as
 per-minute counts) are sharded by key; one stateful DoFn per shard keeps each key's model
-(``anomaly.model``) and holds arriving points until the watermark passes them, then scores them
-sorted by key and time (``anomaly.shard``). So results do not depend on arrival order: a bounded
-run (where the watermark jumps to the end) and a stream scored as it arrives give the same
-scores for the same points, as long as no point comes after the watermark has passed it. Such
-a point is sent to ``late`` (the dead-letter envelope, stage ``late``), not scored out of order
-and not dropped.
+(``anomaly.model``) and holds arriving points until the watermark passes the timestamp of the
+element that brought them, then scores them sorted by key and time (``anomaly.shard``). So
+results do not depend on arrival order: a bounded run (where the watermark jumps to the end)
+and a stream scored as it arrives give the same scores for the same points, and the scores are
+stamped no earlier than their inputs, so windowed sinks downstream take them. A point behind
+its key's last scored point (or without a time) is sent to ``late`` (the dead-letter envelope,
+stage ``late``), not scored out of order and not dropped.
 
-Timers: a release timer at the earliest pending point, rounded up to ``release_secs`` (so a
-shard fires at most once per that much event time, not once per point); keys idle for
-``idle_ttl_secs`` of event time are dropped at each release, and an expiry timer frees a shard
-once all its keys are idle, so state holds only active keys.
+Timers: a release timer at the earliest pending element's timestamp, rounded up to
+``release_secs`` (so a shard fires at most once per that much event time, not once per
+element); keys idle for ``idle_ttl_secs`` of event time are dropped at each release, and an
+expiry timer frees a shard once all its keys are idle, so state holds only active keys. The
+spec is the job's, not part of the state: a job updated with a new spec builds new keys from it.
 
 Why not Beam's ``AnomalyDetection`` transform (``apache_beam.ml.anomaly.transforms``): it
 scores in arrival order, keeps one cloudpickled model per key and detector (pickled on every
@@ -36,6 +38,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.userstate import TimerSpec
 from apache_beam.transforms.userstate import on_timer
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.anomaly.shard import ShardModels
@@ -148,20 +151,18 @@ class _DetectFn(beam.DoFn):
     def process(
         self,
         element,
+        at=beam.DoFn.TimestampParam,
         state=beam.DoFn.StateParam(STATE),
         release=beam.DoFn.TimerParam(RELEASE),
-        expire=beam.DoFn.TimerParam(EXPIRE),
     ):
         _, table = element
-        shard = state.read() or self._new()
-        late = shard.add(table)
-        if late.num_rows:
-            self._late.inc(late.num_rows)
-            yield from self._late_envelopes(late)
+        shard = self._read(state)
+        for refused, reason in shard.add(table, _micros(at)):
+            self._late.inc(refused.num_rows)
+            yield from self._late_envelopes(refused, reason)
         pending = shard.pending_range()
         if pending is not None:  # the earliest: released as soon as the watermark passes it
             release.set(self._tick(pending[0]))
-        self._arm_expiry(shard, expire)
         state.write(shard)
 
     @on_timer(RELEASE)
@@ -172,10 +173,8 @@ class _DetectFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
         expire=beam.DoFn.TimerParam(EXPIRE),
     ):
-        shard = state.read()
-        if shard is None:
-            return
-        now = int(fired.micros)  # the watermark has reached at least this
+        shard = self._read(state)
+        now = _micros(fired)  # the watermark has reached at least this
         scored = shard.release(now)
         if scored is not None:
             self._scored.inc(scored.num_rows)
@@ -185,11 +184,9 @@ class _DetectFn(beam.DoFn):
         self._expired.inc(shard.expire(now))
         pending = shard.pending_range()
         if pending is not None:
-            # The rest at once when the watermark passes the latest: a bounded input is scored
-            # in two rounds of timers, not one per tick. New points reset the timer to the
-            # earliest again (process), so a live stream is still released tick by tick.
-            release.set(self._tick(pending[1]))
-        self._arm_expiry(shard, expire)
+            release.set(self._tick(pending[0]))
+        else:
+            self._arm_expiry(shard, expire)
         state.write(shard)
 
     @on_timer(EXPIRE)
@@ -197,45 +194,51 @@ class _DetectFn(beam.DoFn):
         self,
         fired=beam.DoFn.TimestampParam,
         state=beam.DoFn.StateParam(STATE),
-        expire=beam.DoFn.TimerParam(EXPIRE),
     ):
-        shard = state.read()
-        if shard is None:
-            return
-        self._expired.inc(shard.expire(int(fired.micros)))
+        shard = self._read(state)
+        self._expired.inc(shard.expire(_micros(fired)))
         if shard.models or shard.pending:
-            self._arm_expiry(shard, expire)
+            # Points came in meanwhile: their release re-arms this timer once they are scored.
             state.write(shard)
         else:
             state.clear()  # a shard whose keys all went quiet holds nothing
 
+    def _read(self, state) -> ShardModels:
+        shard = state.read()
+        if shard is None:
+            return self._new()
+        shard.attach(self._spec)  # the spec is the job's, not the state's
+        return shard
+
     def _tick(self, micros: int) -> Timestamp:
         tick = math.ceil((micros + 1) / self._release_us) * self._release_us - 1
-        return Timestamp(micros=min(tick, MAX_TIMESTAMP.micros - 1))
+        return Timestamp(micros=max(min(tick, MAX_TIMESTAMP.micros - 1), MIN_TIMESTAMP.micros))
 
     def _arm_expiry(self, shard: ShardModels, expire) -> None:
         # Keys idle past the TTL are dropped at each release; this timer frees a shard whose
-        # keys have all gone quiet (no release comes then).
+        # keys have all gone quiet (no release comes then). Armed only with nothing pending, so
+        # it never fires again and again for a key that is waiting to be scored.
         until = shard.all_idle_at()
         if until is not None:
             expire.set(Timestamp(micros=min(until, MAX_TIMESTAMP.micros - 1)))
 
-    def _late_envelopes(self, late: pa.Table):
+    def _late_envelopes(self, late: pa.Table, reason: str):
         times = late.column(self._time).cast(pa.timestamp('us', 'UTC')).to_pylist()
         for row, at in zip(late.to_pylist(), times, strict=True):
-            event_time = at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+            event_time = at.strftime('%Y-%m-%dT%H:%M:%S.%fZ') if at is not None else None
             yield pvalue.TaggedOutput(
                 LATE,
                 make_dead_letter(
                     stage=Stage.LATE,
-                    error_type='late_point',
-                    error_message=(
-                        f'point at {event_time} came after its key was scored past it: '
-                        'points are scored in event-time order'
-                    ),
+                    error_type='late_point' if at is not None else 'untimed_point',
+                    error_message=f'point at {event_time}: {reason}',
                     payload=orjson.dumps(row, default=str),
                     source={},
                     pipeline=self._pipeline,
                     event_time=event_time,
                 ),
             )
+
+
+def _micros(at) -> int:
+    return int(at.micros)

@@ -140,3 +140,36 @@ def _scores(detectors, values):
         det = Detector(DetectorConfig(**d, warmup=1))
         out.append([det.update(float(i), v) for i, v in enumerate(values)][-1].score)
     return out
+
+
+def test_the_refractory_starts_at_its_own_level_so_scores_do_not_depend_on_the_threshold():
+    values = [10.0, 11.0] * 10 + [50.0, 50.0, 10.0, 10.0]
+    runs = []
+    for threshold in (0.6, 0.99):  # one labels the burst, one does not
+        model = KeyModel(
+            spec(refractory_points=2, refractory_level=0.9, ensemble={'threshold': threshold})
+        )
+        runs.append([model.update(float(i), v) for i, v in enumerate(values)])
+    assert [s.score for s in runs[0]] == [s.score for s in runs[1]]
+    assert runs[0][20].label and not runs[1][20].label
+    assert runs[0][21].refractory and runs[1][21].refractory
+
+
+def test_votes_score_the_fraction_of_detectors_voting_anomaly():
+    detectors = [
+        {'kind': 'zscore', 'window': 10, 'threshold': 3.0},
+        {'kind': 'robust_zscore', 'window': 10, 'threshold': 100.0},
+        {'kind': 'iqr', 'window': 10, 'threshold': 100.0},
+    ]
+    values = [10.0, 11.0, 12.0] * 6 + [20.0]
+    model = KeyModel(spec(detectors=detectors, ensemble={'aggregation': 'any'}))
+    last = [model.update(float(i), v) for i, v in enumerate(values)][-1]
+    assert last.label and last.score == pytest.approx(1 / 3)
+
+
+def test_the_threshold_defaults_by_calibration():
+    assert (
+        parse_spec({'detectors': [{'kind': 'zscore'}], 'calibration': {'kind': 'fixed'}}).threshold
+        == 0.5
+    )
+    assert parse_spec({'detectors': [{'kind': 'zscore'}]}).threshold == 0.78

@@ -36,29 +36,51 @@ def shard(ttl=100.0):
     return ShardModels(SPEC, ('k',), 'ts', 'v', idle_ttl_secs=ttl)
 
 
-def test_points_are_released_in_time_order_per_key_and_late_ones_returned():
+def test_points_are_released_by_element_time_in_point_order_and_late_ones_returned():
     s = shard()
-    s.add(pts([('a', 30, 3.0), ('a', 10, 1.0), ('b', 20, 2.0)]))
-    s.add(pts([('a', 20, 2.0)]))
-    assert s.pending_range() == (10_000_000, 30_000_000)
-    out = s.release(20_000_000)
+    assert s.add(pts([('a', 30, 3.0), ('a', 10, 1.0), ('b', 20, 2.0)]), at_us=100) == []
+    s.add(pts([('a', 20, 2.0)]), at_us=200)
+    assert s.pending_range() == (100, 200)
+    out = s.release(150)  # the watermark has passed the first element only
     assert out.column('k').to_pylist() == ['a', 'a', 'b']
-    assert out.column('event_time').cast(pa.int64()).to_pylist() == [10e6, 20e6, 20e6]
-    late = s.add(pts([('a', 15, 9.0), ('b', 25, 1.0), ('c', 1, 1.0)]))
-    assert late.column('k').to_pylist() == ['a']  # behind a's scored 20; b and c are in order
+    assert out.column('event_time').cast(pa.int64()).to_pylist() == [10e6, 30e6, 20e6]
+    refused = s.add(pts([('a', 15, 9.0), ('b', 25, 1.0), ('c', 1, 1.0)]), at_us=300)
+    assert [(t.column('k').to_pylist(), 'scored past it' in why) for t, why in refused] == [
+        (['a'], True)  # behind a's scored 30; b and c are in order for their keys
+    ]
+    # a's point at 20 (element 200) is behind a's 30 too, but it was pending, not refused.
     assert s.release(10**12).column('k').to_pylist() == ['a', 'b', 'c']
+
+
+def test_points_without_a_time_are_refused_not_held():
+    table = pts([('a', 1, 1.0)]).set_column(1, 'ts', pa.nulls(1, TIMESTAMP_TYPE))
+    refused = shard().add(table, at_us=0)
+    assert [(t.num_rows, why) for t, why in refused] == [(1, 'the point has no time')]
 
 
 def test_idle_keys_expire_but_not_while_they_have_points_pending():
     s = shard(ttl=100.0)
-    s.add(pts([('a', 0, 1.0), ('b', 50, 1.0)]))
-    s.release(60_000_000)
-    s.add(pts([('a', 500, 1.0)]))  # a has a point waiting
+    s.add(pts([('a', 0, 1.0), ('b', 50, 1.0)]), at_us=0)
+    s.release(0)
+    s.add(pts([('a', 500, 1.0)]), at_us=500)  # a has a point waiting
     assert s.all_idle_at() == 150_000_000
     assert s.expire(150_000_000) == 1  # b only: a is not idle, its next point is pending
     assert list(s.models) == [('a',)]
-    s.release(600_000_000)
+    s.release(500)
     assert s.expire(600_000_001) == 1 and not s.models
+
+
+def test_the_spec_is_not_part_of_the_state():
+    import pickle
+
+    s = shard()
+    s.add(pts([('a', 0, 1.0)]), at_us=0)
+    s.release(0)
+    restored = pickle.loads(pickle.dumps(s))
+    assert restored.spec is None and list(restored.models) == [('a',)]
+    restored.attach(SPEC)
+    restored.add(pts([('b', 1, 1.0)]), at_us=1)
+    assert restored.release(1).num_rows == 1
 
 
 def labelled(n, windows):

@@ -45,7 +45,10 @@ def webhook(hook: Hook):
                 status = hook.failures.pop(0) if hook.failures else 200
                 if status == 200:
                     hook.bodies.append(json.loads(body))
+            status, retry_after = status if isinstance(status, tuple) else (status, None)
             self.send_response(status)
+            if retry_after:
+                self.send_header('Retry-After', retry_after)
             self.end_headers()
 
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
@@ -146,3 +149,31 @@ def test_undeliverable_alerts_become_dead_letters():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         SendAlerts(**kwargs)
+
+
+def test_data_cannot_mention_channels_or_forge_links_in_slack():
+    row = anomalies([('<!channel> <http://evil|click me>', 5, 99.0)]).to_pylist()[0]
+    slack = alert_body(row, KEYS, 'slack', 'p')
+    assert '<' not in slack['text'] and '&lt;!channel&gt;' in slack['text']
+    assert all('<' not in f['text'] for f in slack['blocks'][1]['fields'])
+
+
+def test_an_older_anomaly_arriving_late_shares_the_cooldown_unless_far_older():
+    hour = 3_600_000_000
+    assert in_cooldown(10 * hour, 9 * hour + 1, hour)  # within an hour before: same episode
+    assert not in_cooldown(10 * hour, 8 * hour, hour)
+
+
+def test_a_retry_after_beyond_a_minute_is_not_waited_for_in_a_worker():
+    hook = Hook()
+    hook.failures = [(429, '3600')]
+    with webhook(hook) as url, TestPipeline() as p:
+        sent = (
+            p
+            | beam.Create([anomalies([('u1', 0, 50.0)])])
+            | SendAlerts(url, KEYS, 'json', retry=RetryPolicy(3, 0.0))
+        )
+        assert_that(
+            sent.dead_letter | beam.Map(lambda e: e['error_message'].split(': ', 1)[1]),
+            equal_to(['HTTP 429, and asked to retry after 3600 s']),
+        )

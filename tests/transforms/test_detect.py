@@ -127,6 +127,7 @@ def test_a_point_behind_its_keys_scored_points_goes_to_late():
         .advance_watermark_to(T0 + 30 * MINUTE)  # key 'a' is scored up to minute 19
         .add_elements([TimestampedValue(points([('a', 5 * MINUTE, 99.0)]), T0 + 30 * MINUTE)])
         .add_elements([TimestampedValue(points([('c', 5 * MINUTE, 1.0)]), T0 + 30 * MINUTE)])
+        .advance_watermark_to(T0 + 31 * MINUTE)  # before the end: see the idle-key test
         .advance_watermark_to_infinity()
     )
     with streaming() as p:
@@ -162,3 +163,50 @@ def test_idle_keys_are_forgotten_after_the_ttl():
         )
         # 'a' starts again from nothing: its point is in the warm-up (no verdict), as 'b''s is.
         assert_that(back, equal_to([('a', None), ('b', None)]))
+
+
+class _Stamp(beam.DoFn):
+    def process(self, table, at=beam.DoFn.TimestampParam):
+        for t in tuples(table):
+            yield t[0], t[1], float(at)
+
+
+DAY = 86_400
+
+
+def test_outputs_are_on_time_downstream_and_released_as_soon_as_the_watermark_allows():
+    # Points whose own times lag their elements' timestamps by two days, as window aggregates
+    # lag (stamped with the window's end). Each is released when the watermark passes its
+    # element's timestamp and stamped there, so a downstream windowing of the scores still
+    # takes them; a far later element holds nothing back.
+    stream = (
+        TestStream()
+        .add_elements([TimestampedValue(points([('a', 0, 1.0)]), T0 + 2 * DAY)])
+        .advance_watermark_to(T0 + 2 * DAY + 1)
+        .add_elements([TimestampedValue(points([('a', 2 * DAY, 1.0)]), T0 + 4 * DAY)])
+        .add_elements([TimestampedValue(points([('a', 9 * DAY, 1.0)]), T0 + 10 * DAY)])
+        .advance_watermark_to(T0 + 4 * DAY + 1)  # the 4-day element is released here
+        .advance_watermark_to(T0 + 10 * DAY + 1)
+        .advance_watermark_to_infinity()
+    )
+    with streaming() as p:
+        scores = (p | stream | detect(idle_ttl_secs=30 * DAY)).scores
+        stamps = scores | beam.ParDo(_Stamp())
+        assert_that(
+            stamps,
+            equal_to(
+                [
+                    ('a', 0, T0 + 2 * DAY + 0.999999),
+                    ('a', 2 * DAY, T0 + 4 * DAY + 0.999999),
+                    ('a', 9 * DAY, T0 + 10 * DAY + 0.999999),
+                ]
+            ),
+        )
+        per_window = (
+            scores
+            | beam.WindowInto(beam.window.FixedWindows(DAY))
+            | beam.FlatMap(lambda t: [('n', 1)] * t.num_rows)
+            | beam.CombinePerKey(sum)
+            | beam.Values()
+        )
+        assert_that(per_window, equal_to([1, 1, 1]), label='WindowedDownstream')
