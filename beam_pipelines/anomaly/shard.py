@@ -1,14 +1,11 @@
 """The anomaly state of one shard of keys: each key's model, and the points waiting for the
 watermark so that every key is scored in event-time order.
 
-Points arrive in any order; :meth:`ShardModels.add` holds them (``pending``, with the Beam
-timestamp of the element that brought them) and :meth:`ShardModels.release` scores, once the
-watermark has passed those timestamps, the points that came with them, sorted by key and time.
-Releasing by element timestamps, not by the points' own times, keeps the outputs on time for
-what follows (window aggregates, for example, arrive stamped with their window's end, after
-their start time is long behind the watermark). A point older than its key's last scored point
-cannot be scored in order any more, and a point without a time cannot be placed: both are
-returned with the reason (the transform sends them to its ``late`` output). Keys without a
+Points arrive in any order; :meth:`ShardModels.add` holds them in an ``EventTimeBuffer``
+(``columnar.ordering``) and :meth:`ShardModels.release` scores, once the watermark has passed
+the timestamps of the elements that brought them, those points sorted by key and time. Points
+that cannot be scored in order (behind their key, or without a time) are returned with the
+reason (the transform sends them to its ``late`` output). Keys without a
 point for ``idle_ttl_secs`` of event time are forgotten (:meth:`expire`), so state stays bounded
 by the active keys.
 
@@ -23,10 +20,13 @@ import pickle
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from beam_pipelines.anomaly.model import KeyModel
 from beam_pipelines.anomaly.spec import AnomalySpec
+from beam_pipelines.columnar.ordering import NO_TIME
+from beam_pipelines.columnar.ordering import EventTimeBuffer
+from beam_pipelines.columnar.ordering import key_tuples
+from beam_pipelines.columnar.ordering import micros
 from beam_pipelines.columnar.timestamps import TIMESTAMP_TYPE
 
 __all__ = ['SCORE_FIELDS', 'ShardModels', 'score_schema']
@@ -70,7 +70,9 @@ class ShardModels:
         self.value = value_column
         self.idle_ttl_us = round(idle_ttl_secs * _US)
         self.models: dict[tuple, KeyModel] = {}
-        self.pending: list[tuple[int, pa.Table]] = []  # (element timestamp µs, points)
+        self.buffer = EventTimeBuffer(
+            key_columns, time_column, (*key_columns, time_column, value_column)
+        )
         self.attach(spec)
 
     def attach(self, spec: AnomalySpec) -> None:
@@ -96,42 +98,23 @@ class ShardModels:
             self._template = pickle.dumps(KeyModel(self.spec))
         return pickle.loads(self._template)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self.buffer.pending)
+
     def add(self, table: pa.Table, at_us: int) -> list[tuple[pa.Table, str]]:
         """Holds the points (an element stamped ``at_us``) for release once the watermark passes
         ``at_us``; returns the points that cannot be scored in order, each with the reason."""
-        table = table.select([*self.keys, self.time, self.value])
-        refused = []
-        untimed = pc.is_null(table.column(self.time))
-        if pc.any(untimed).as_py():
-            refused.append((table.filter(untimed), 'the point has no time'))
-            table = table.filter(pc.invert(untimed))
-        if self.models and table.num_rows:
-            times = _micros(table.column(self.time))
-            last = np.array(
-                [_last_us(self.models.get(k)) for k in _key_tuples(table, self.keys)], np.int64
-            )
-            late = times < last
-            if late.any():
-                refused.append(
-                    (
-                        table.filter(pa.array(late)),
-                        'its key was already scored past it: points are scored in event-time order',
-                    )
-                )
-                table = table.filter(pa.array(~late))
-        if table.num_rows:
-            self.pending.append((at_us, table))
-        return refused
+        return self.buffer.add(table, at_us, self._last_us if self.models else None)
+
+    def _last_us(self, keys: list[tuple]) -> np.ndarray:
+        return np.array([_last_us(self.models.get(k)) for k in keys], np.int64)
 
     def pending_range(self) -> tuple[int, int] | None:
-        """The earliest and the latest pending element timestamp (µs), if any."""
-        if not self.pending:
-            return None
-        stamps = [at for at, _ in self.pending]
-        return min(stamps), max(stamps)
+        return self.buffer.pending_range()
 
     def waiting_keys(self) -> set[tuple]:
-        return {k for _, t in self.pending for k in _key_tuples(t, self.keys)}
+        return self.buffer.waiting_keys()
 
     def all_idle_at(self) -> int | None:
         """When (µs of event time) every key will have been idle ``idle_ttl``, if any key."""
@@ -141,17 +124,9 @@ class ShardModels:
         return round(max(lasts) * _US) + self.idle_ttl_us
 
     def release(self, up_to_us: int) -> pa.Table | None:
-        """Scores the pending points of elements stamped at or before ``up_to_us`` (the
-        watermark has passed them: nothing earlier can still come), by key and time."""
-        due = [t for at, t in self.pending if at <= up_to_us]
-        self.pending = [(at, t) for at, t in self.pending if at > up_to_us]
-        if not due:
-            return None
-        ready = pa.concat_tables(due) if len(due) > 1 else due[0]
-        order = pc.sort_indices(
-            ready, sort_keys=[*((k, 'ascending') for k in self.keys), (self.time, 'ascending')]
-        )
-        return self._score(ready.take(order))
+        """Scores the pending points of elements stamped at or before ``up_to_us``."""
+        ready = self.buffer.take(up_to_us)
+        return None if ready is None else self._score(ready)
 
     def expire(self, now_us: int) -> int:
         """Forgets keys idle for ``idle_ttl`` at ``now_us``; returns how many."""
@@ -169,8 +144,8 @@ class ShardModels:
         return len(idle)
 
     def _score(self, rows: pa.Table) -> pa.Table:
-        keys = _key_tuples(rows, self.keys)
-        times = _micros(rows.column(self.time))
+        keys = key_tuples(rows, self.keys)
+        times = micros(rows.column(self.time))
         values = rows.column(self.value).to_pylist()
         out = {c: [] for c in ('score', 'label', 'detector', 'raw', 'stats')}
         for key, t_us, value in zip(keys, times.tolist(), values, strict=True):
@@ -197,17 +172,9 @@ class ShardModels:
         return pa.table(columns, schema=score_schema(self.keys))
 
 
-def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple]:
-    return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
-
-
-def _micros(column) -> np.ndarray:
-    return pc.cast(pc.cast(column, TIMESTAMP_TYPE), pa.int64()).to_numpy(zero_copy_only=False)
-
-
 def _last_us(model: KeyModel | None) -> int:
     if model is None or model.last_time is None:
-        return np.iinfo(np.int64).min
+        return NO_TIME
     return round(model.last_time * _US)
 
 
