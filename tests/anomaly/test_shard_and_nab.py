@@ -45,7 +45,7 @@ def test_points_are_released_by_element_time_in_point_order_and_late_ones_return
     assert out.column('k').to_pylist() == ['a', 'a', 'b']
     assert out.column('event_time').cast(pa.int64()).to_pylist() == [10e6, 30e6, 20e6]
     refused = s.add(pts([('a', 15, 9.0), ('b', 25, 1.0), ('c', 1, 1.0)]), at_us=300)
-    assert [(t.column('k').to_pylist(), 'scored past it' in why) for t, why in refused] == [
+    assert [(t.column('k').to_pylist(), 'processed past it' in why) for t, why in refused] == [
         (['a'], True)  # behind a's scored 30; b and c are in order for their keys
     ]
     # a's point at 20 (element 200) is behind a's 30 too, but it was pending, not refused.
