@@ -24,34 +24,23 @@ The detectors themselves are Beam's (see ``anomaly.detectors``).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import apache_beam as beam
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam import pvalue
-from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
-from apache_beam.transforms.userstate import TimerSpec
-from apache_beam.transforms.userstate import on_timer
-from apache_beam.utils.timestamp import MAX_TIMESTAMP
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.anomaly.shard import ShardModels
 from beam_pipelines.anomaly.spec import AnomalySpec
-from beam_pipelines.dead_letter import Stage
-from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
+from beam_pipelines.transforms.ordered import NAMESPACE
+from beam_pipelines.transforms.ordered import OrderedShardFn
 from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.tags import LATE
 
 __all__ = ['DetectAnomalies', 'Detected']
 
-NAMESPACE = 'beam_pipelines'
 SCORES = 'scores'
 _US = 1_000_000
 
@@ -125,120 +114,26 @@ def _anomalies(table: pa.Table):
         yield flagged
 
 
-class _DetectFn(beam.DoFn):
-    STATE = ReadModifyWriteStateSpec('models', PickleCoder())
-    RELEASE = TimerSpec('release', beam.TimeDomain.WATERMARK)
-    EXPIRE = TimerSpec('expire', beam.TimeDomain.WATERMARK)
+class _DetectFn(OrderedShardFn):
+    metric = 'anomaly'
 
     def __init__(self, spec, keys, time_column, value_column, release_us, idle_ttl_secs, pipeline):
+        super().__init__(time_column, release_us, pipeline)
         self._spec = spec
         self._keys = keys
-        self._time = time_column
         self._value = value_column
-        self._release_us = release_us
         self._idle_ttl_secs = idle_ttl_secs
-        self._pipeline = pipeline
 
     def setup(self):
-        self._scored = Metrics.counter(NAMESPACE, 'anomaly_points_scored')
+        super().setup()
         self._flagged = Metrics.counter(NAMESPACE, 'anomalies')
-        self._late = Metrics.counter(NAMESPACE, 'anomaly_late_points')
-        self._expired = Metrics.counter(NAMESPACE, 'anomaly_keys_expired')
 
-    def _new(self) -> ShardModels:
+    def new_shard(self) -> ShardModels:
         return ShardModels(self._spec, self._keys, self._time, self._value, self._idle_ttl_secs)
 
-    def process(
-        self,
-        element,
-        at=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
-        release=beam.DoFn.TimerParam(RELEASE),
-    ):
-        _, table = element
-        shard = self._read(state)
-        for refused, reason in shard.add(table, _micros(at)):
-            self._late.inc(refused.num_rows)
-            yield from self._late_envelopes(refused, reason)
-        pending = shard.pending_range()
-        if pending is not None:  # the earliest: released as soon as the watermark passes it
-            release.set(self._tick(pending[0]))
-        state.write(shard)
+    def job_config(self):
+        return self._spec
 
-    @on_timer(RELEASE)
-    def on_release(
-        self,
-        fired=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
-        release=beam.DoFn.TimerParam(RELEASE),
-        expire=beam.DoFn.TimerParam(EXPIRE),
-    ):
-        shard = self._read(state)
-        now = _micros(fired)  # the watermark has reached at least this
-        scored = shard.release(now)
-        if scored is not None:
-            self._scored.inc(scored.num_rows)
-            flagged = pc.sum(pc.fill_null(scored.column('is_anomaly'), False)).as_py() or 0
-            self._flagged.inc(flagged)
-            yield scored
-        self._expired.inc(shard.expire(now))
-        pending = shard.pending_range()
-        if pending is not None:
-            release.set(self._tick(pending[0]))
-        else:
-            self._arm_expiry(shard, expire)
-        state.write(shard)
-
-    @on_timer(EXPIRE)
-    def on_expire(
-        self,
-        fired=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
-    ):
-        shard = self._read(state)
-        self._expired.inc(shard.expire(_micros(fired)))
-        if shard.models or shard.pending:
-            # Points came in meanwhile: their release re-arms this timer once they are scored.
-            state.write(shard)
-        else:
-            state.clear()  # a shard whose keys all went quiet holds nothing
-
-    def _read(self, state) -> ShardModels:
-        shard = state.read()
-        if shard is None:
-            return self._new()
-        shard.attach(self._spec)  # the spec is the job's, not the state's
-        return shard
-
-    def _tick(self, micros: int) -> Timestamp:
-        tick = math.ceil((micros + 1) / self._release_us) * self._release_us - 1
-        return Timestamp(micros=max(min(tick, MAX_TIMESTAMP.micros - 1), MIN_TIMESTAMP.micros))
-
-    def _arm_expiry(self, shard: ShardModels, expire) -> None:
-        # Keys idle past the TTL are dropped at each release; this timer frees a shard whose
-        # keys have all gone quiet (no release comes then). Armed only with nothing pending, so
-        # it never fires again and again for a key that is waiting to be scored.
-        until = shard.all_idle_at()
-        if until is not None:
-            expire.set(Timestamp(micros=min(until, MAX_TIMESTAMP.micros - 1)))
-
-    def _late_envelopes(self, late: pa.Table, reason: str):
-        times = late.column(self._time).cast(pa.timestamp('us', 'UTC')).to_pylist()
-        for row, at in zip(late.to_pylist(), times, strict=True):
-            event_time = at.strftime('%Y-%m-%dT%H:%M:%S.%fZ') if at is not None else None
-            yield pvalue.TaggedOutput(
-                LATE,
-                make_dead_letter(
-                    stage=Stage.LATE,
-                    error_type='late_point' if at is not None else 'untimed_point',
-                    error_message=f'point at {event_time}: {reason}',
-                    payload=orjson.dumps(row, default=str),
-                    source={},
-                    pipeline=self._pipeline,
-                    event_time=event_time,
-                ),
-            )
-
-
-def _micros(at) -> int:
-    return int(at.micros)
+    def released(self, scored: pa.Table):
+        self._flagged.inc(pc.sum(pc.fill_null(scored.column('is_anomaly'), False)).as_py() or 0)
+        yield scored
