@@ -12,8 +12,10 @@ events up to and including that event's time (never later ones):
 
 The computation is one pass of cumulative sums and binary searches over the entity's retained
 history plus the new events, so a batch run (all events at once) and a stream (events arriving
-a few at a time, history carried in state) give identical features: :class:`EntityHistory`
-keeps only what the longest horizon and the lags still need.
+a few at a time, history carried in state) give the same features, to floating-point rounding
+(the window sums are differences of cumulative sums, which start at different events; sums of
+squares are taken around the entity's first value, so the stddev stays exact for large
+values): :class:`EntityHistory` keeps only what the longest horizon and the lags still need.
 
 Plain Arrow and numpy, no pipeline in it.
 """
@@ -98,6 +100,7 @@ class EntityHistory:
     times: np.ndarray  # int64 µs, ascending
     values: np.ndarray  # float64, NaN for missing
     types: list[str]
+    shift: float | None = None  # the entity's first value: sums of squares are taken around it
 
     @classmethod
     def empty(cls) -> EntityHistory:
@@ -126,7 +129,10 @@ def rolling_features(
     hi = np.searchsorted(t, t[idx], 'right')  # events up to and including this time
     present = ~np.isnan(v)
     filled = np.where(present, v, 0.0)
-    shift = float(np.nanmean(v)) if present.any() else 0.0  # for a stable sum of squares
+    shift = history.shift
+    if shift is None and present.any():
+        shift = float(v[present][0])  # fixed per entity: chunks and one pass agree
+    shift = 0.0 if shift is None else shift
     cum_n = np.concatenate([[0], np.cumsum(present)])
     cum_s = np.concatenate([[0.0], np.cumsum(filled)])
     cum_q = np.concatenate([[0.0], np.cumsum(np.where(present, (v - shift) ** 2, 0.0))])
@@ -177,5 +183,10 @@ def rolling_features(
         int(np.searchsorted(t, t[-1] - round(spec.longest * _US), 'right')),
         max(len(t) - spec.lags, 0),
     )
-    kept = EntityHistory(t[keep_from:].copy(), v[keep_from:].copy(), types[keep_from:])
+    kept = EntityHistory(
+        t[keep_from:].copy(),
+        v[keep_from:].copy(),
+        types[keep_from:],
+        history.shift if history.shift is not None else (shift if present.any() else None),
+    )
     return pa.table(columns, schema=feature_schema(spec)), kept
