@@ -14,12 +14,15 @@ from beam_pipelines.anomaly.spec import SpecError
 from beam_pipelines.anomaly.spec import load_spec
 from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.columnar.panes import TriggerSpec
+from beam_pipelines.features.normalize import NormalizationStats
+from beam_pipelines.features.rolling import FeatureSpec
 from beam_pipelines.io.files import infer_format
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_stream import stream_uri
 from beam_pipelines.io.rest_api import RestApiSpec
 from beam_pipelines.io.wire_formats import WireFormat
 from beam_pipelines.options import AnomalyOptions
+from beam_pipelines.options import FeatureOptions
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
@@ -35,7 +38,7 @@ from beam_pipelines.schema import SchemaError
 from beam_pipelines.schema import compile_schema
 from beam_pipelines.schema import load_model
 
-__all__ = ['PIPELINE_NAME', 'AnomalyConfig', 'Config']
+__all__ = ['PIPELINE_NAME', 'AnomalyConfig', 'Config', 'FeatureConfig']
 
 PIPELINE_NAME = 'event_analytics'
 DEFAULT_SESSION_GAP_SECS = 300.0
@@ -51,6 +54,18 @@ class AnomalyConfig:
     webhook_url: str | None = None
     alert_format: str = 'slack'
     cooldown_secs: float = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """ML feature extraction on the clean events (``--features``)."""
+
+    spec: FeatureSpec
+    normalization: str = 'zscore'  # or 'minmax', 'none'
+    stats: NormalizationStats | None = None  # given; None: computed (batch)
+    resample_secs: float | None = None
+    gap_fill: str = 'zero'
+    resample_value: str = 'sum'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +104,7 @@ class Config:
     rest_poll_secs: float = 60.0
     rest_token_file: str | None = None
     anomaly: AnomalyConfig | None = None
+    features: FeatureConfig | None = None
 
     @property
     def part_prefix(self) -> str:
@@ -234,6 +250,7 @@ class Config:
             rest_poll_secs=options.view_as(RestApiOptions).rest_poll_secs,
             rest_token_file=options.view_as(RestApiOptions).rest_token_file,
             anomaly=_anomaly_config(options, trigger, trig.state_dir),
+            features=_feature_config(options, streaming, trig.state_dir),
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
             wire=wire,
@@ -404,4 +421,60 @@ def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> Ano
         webhook_url=an.alert_webhook_url,
         alert_format=an.alert_format,
         cooldown_secs=an.alert_cooldown_secs,
+    )
+
+
+def _duration_secs(text: str, flag: str) -> float:
+    text = text.strip().lower()
+    unit = next((u for u in ('ms', 's', 'm', 'h', 'd') if text.endswith(u)), '')
+    try:
+        secs = float(text[: len(text) - len(unit)]) * {**_UNITS, 'd': 86400.0}.get(unit, 1.0)
+    except ValueError:
+        secs = -1.0
+    if not secs > 0:
+        raise cli.UsageError(f"{flag}: durations look like '30s', '5m' or '1h', got {text!r}")
+    return secs
+
+
+def _feature_config(options, streaming: bool, state_dir: str | None) -> FeatureConfig | None:
+    fo = options.view_as(FeatureOptions)
+    if not fo.features:
+        if fo.normalization_stats or fo.resample_secs:
+            raise cli.UsageError('--normalization_stats and --resample_secs need --features')
+        return None
+    if state_dir is not None:
+        raise cli.UsageError(
+            "--features does not run incrementally yet (--state_dir): the entities' history "
+            'is not carried between runs; use a batch run or --streaming'
+        )
+    horizons = tuple(
+        _duration_secs(h, '--feature_horizons') for h in fo.feature_horizons.split(',')
+    )
+    types = tuple(t.strip() for t in fo.feature_event_types.split(',') if t.strip())
+    try:
+        spec = FeatureSpec(horizons_secs=horizons, lags=fo.feature_lags, event_types=types)
+    except ValueError as exc:
+        raise cli.UsageError(f'--feature_*: {exc}') from None
+    stats = None
+    if fo.normalization_stats:
+        try:
+            with FileSystems.open(fo.normalization_stats) as f:
+                stats = NormalizationStats.from_json(f.read())
+        except Exception as exc:
+            raise cli.UsageError(f'--normalization_stats {fo.normalization_stats}: {exc}') from None
+    elif streaming and fo.feature_normalization != 'none':
+        raise cli.UsageError(
+            'a stream cannot compute normalisation statistics over all its features: give '
+            '--normalization_stats (the features/_normalization.json of a batch run) or '
+            '--feature_normalization none'
+        )
+    if fo.resample_secs is not None and (streaming or not fo.resample_secs > 0):
+        raise cli.UsageError('--resample_secs must be > 0, and is for batch runs')
+    return FeatureConfig(
+        spec=spec,
+        normalization=fo.feature_normalization,
+        stats=stats,
+        resample_secs=fo.resample_secs,
+        gap_fill=fo.gap_fill,
+        resample_value=fo.resample_value,
     )

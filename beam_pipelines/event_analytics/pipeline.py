@@ -10,6 +10,7 @@ from typing import NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.anomaly.shard import score_schema
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
@@ -21,7 +22,11 @@ from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import commit_run
 from beam_pipelines.event_analytics.sources import read_source
+from beam_pipelines.features.resample import TIMESERIES_SCHEMA
+from beam_pipelines.features.resample import resample
+from beam_pipelines.features.rolling import feature_schema
 from beam_pipelines.io.alerts import SendAlerts
+from beam_pipelines.io.feature_store import WriteFeaturesToRedis
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.redis_stream import AcknowledgeRedisStream
@@ -37,9 +42,12 @@ from beam_pipelines.transforms.counting import SumCounts
 from beam_pipelines.transforms.counting import one
 from beam_pipelines.transforms.dedup import DeduplicateEvents
 from beam_pipelines.transforms.detect import DetectAnomalies
+from beam_pipelines.transforms.features import ExtractFeatures
+from beam_pipelines.transforms.features import NormalizeFeatures
 from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
+from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.stream_aggregate import AggregateStream
 from beam_pipelines.transforms.validate import ValidateEvents
 
@@ -47,6 +55,7 @@ __all__ = ['COUNTS', 'Outputs', 'build_pipeline']
 
 COUNTS = ('read', 'valid', 'dead_letter', 'duplicates', 'aggregates')
 FILE_WINDOW_SECS = 60  # unbounded runs: one set of output files per minute
+NORMALIZATION_FILE = '_normalization.json'
 
 
 class Outputs(NamedTuple):
@@ -129,6 +138,16 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         all_dead_letters = (dead_letter, *found.dead_letters) | 'WithAnomalyDeadLetters' >> (
             beam.Flatten()
         )
+    if config.features is not None:
+        extracted = _extract(events, config, write)
+        sized += extracted.counted
+        names += extracted.names
+        all_dead_letters = (all_dead_letters, extracted.late) | 'WithFeatureLate' >> (
+            beam.Flatten()
+        )
+        feature_outputs = extracted.written
+    else:
+        feature_outputs = []
     if write and config.postgres_url is not None:
         loaded = {
             'events': events,
@@ -179,6 +198,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             | 'WriteDeadLetters'
             >> WriteDeadLetters(config.path('dead_letter', config.part_prefix), every),
         ]
+        written += feature_outputs
         if anomalies is not None:
             written.append(
                 anomalies
@@ -267,6 +287,90 @@ def _detect(aggregates, config: Config, write: bool) -> _Detected:
     return _Detected(detected.anomalies, counted, names, dead)
 
 
+class _Extracted(NamedTuple):
+    counted: list
+    names: list[str]
+    late: beam.PCollection
+    written: list  # the outputs the run must wait for
+
+
+def _extract(events, config: Config, write: bool) -> _Extracted:
+    """ML features of the clean events: offline (features/, with the normalisation statistics),
+    online (Redis), and resampled series (timeseries/)."""
+    fc = config.features
+    extracted = events | 'ExtractFeatures' >> ExtractFeatures(
+        fc.spec, num_shards=config.num_shards, pipeline=PIPELINE_NAME
+    )
+    features, schema = extracted.features, feature_schema(fc.spec)
+    written, stats = [], None
+    if fc.normalization != 'none':
+        normalized = features | 'Normalize' >> NormalizeFeatures(
+            fc.spec.numeric_columns(), fc.normalization, fc.stats
+        )
+        features, stats = normalized.features, normalized.stats
+        schema = pa.schema(
+            [*schema, *(pa.field(f'{c}_norm', pa.float64()) for c in fc.spec.numeric_columns())]
+        )
+    counted = [
+        features | 'CountFeatureRows' >> CountAs('features'),
+        extracted.late | 'CountFeatureLate' >> CountAs('feature_late', one),
+    ]
+    names = ['features', 'feature_late']
+    if not write:
+        return _Extracted(counted, names, extracted.late, written)
+    every = FILE_WINDOW_SECS if config.unbounded else None
+    written.append(
+        features
+        | 'WriteFeatures'
+        >> WriteTablesToParquet(
+            config.path('features', config.part_prefix), schema, triggering_frequency=every
+        )
+    )
+    if stats is not None and fc.stats is None:
+        path = config.path('features', NORMALIZATION_FILE)
+        written.append(stats | 'WriteNormalization' >> beam.Map(_write_stats, path))
+    if config.redis_url is not None:
+        vectors = features | 'WriteOnlineFeatures' >> WriteFeaturesToRedis(
+            config.redis_url, config.redis_layout.prefix, config.redis_layout.ttl_secs
+        )
+        counted.append(vectors | 'CountOnlineVectors' >> CountAs('online_feature_vectors', int))
+        names.append('online_feature_vectors')
+    if fc.resample_secs is not None:
+        series = (
+            events
+            | 'ShardEntitiesForSeries'
+            >> beam.FlatMap(shard_table, ('entity_id',), config.num_shards).with_output_types(
+                tuple[int, pa.Table]
+            )
+            | 'GroupEntities' >> beam.GroupByKey()
+            | 'Resample'
+            >> beam.Map(
+                lambda shard, secs, fill, agg: resample(
+                    pa.concat_tables(shard[1]), secs, fill, agg
+                ),
+                fc.resample_secs,
+                fc.gap_fill,
+                fc.resample_value,
+            ).with_output_types(pa.Table)
+        )
+        written.append(
+            series
+            | 'WriteTimeseries'
+            >> WriteTablesToParquet(
+                config.path('timeseries', config.part_prefix), TIMESERIES_SCHEMA
+            )
+        )
+        counted.append(series | 'CountTimeseries' >> CountAs('timeseries'))
+        names.append('timeseries')
+    return _Extracted(counted, names, extracted.late, written)
+
+
+def _write_stats(stats, path: str) -> str:
+    with FileSystems.create(path, mime_type='application/json') as f:
+        f.write(stats.to_json())
+    return path
+
+
 def anomaly_points(aggregates: pa.Table, value_column: str, panes: bool):
     """The points scored from window aggregates: per (entity, type) and window start, the chosen
     aggregate. Of a stream's panes only the on-time ones are scored (accumulating: the whole
@@ -324,6 +428,7 @@ def _summary_context(config: Config) -> dict[str, Any]:
                 else {}
             ),
             **({'anomalies': config.path('anomalies') + '/'} if config.anomaly else {}),
+            **({'features': config.path('features') + '/'} if config.features else {}),
             'summary': config.path(SUMMARY_FILE),
         },
         **({'anomaly_detection': _anomaly_context(config)} if config.anomaly else {}),

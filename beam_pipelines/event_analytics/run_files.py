@@ -22,7 +22,16 @@ __all__ = [
     'read_summary',
 ]
 
-OUTPUT_PARTS = ('events', 'aggregates', 'dead_letter', 'late', 'retractions', 'anomalies')
+OUTPUT_PARTS = (
+    'events',
+    'aggregates',
+    'dead_letter',
+    'late',
+    'retractions',
+    'anomalies',
+    'features',
+    'timeseries',
+)
 SUMMARY_FILE = 'run_summary.json'
 
 _LOGGER = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """``PipelineOptions`` subclasses, one per concern; each only overrides ``_add_argparse_args``."""
 
 from beam_pipelines.options.anomaly import AnomalyOptions
+from beam_pipelines.options.features import FeatureOptions
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
@@ -13,6 +14,7 @@ from beam_pipelines.options.windowing import WindowOptions
 
 __all__ = [
     'AnomalyOptions',
+    'FeatureOptions',
     'InputOptions',
     'OutputOptions',
     'PostgresOptions',
