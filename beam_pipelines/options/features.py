@@ -37,8 +37,8 @@ class FeatureOptions(PipelineOptions):
         parser.add_argument(
             '--normalization_stats',
             default=None,
-            help='Apply these saved statistics (a features/_normalization.json of a batch run) instead '
-            'of computing them: what streaming and serving use.',
+            help='Apply these saved statistics (features/_normalization.json of a batch run) '
+            'instead of computing them: what streaming and serving use.',
         )
         parser.add_argument(
             '--resample_secs',
