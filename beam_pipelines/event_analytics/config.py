@@ -392,8 +392,12 @@ def _rest_spec(rest) -> RestApiSpec:
 def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> AnomalyConfig | None:
     an = options.view_as(AnomalyOptions)
     if not an.detect_anomalies:
-        if an.detector_spec or an.alert_webhook_url:
-            raise cli.UsageError('--detector_spec and --alert_webhook_url need --detect_anomalies')
+        scored_features = options.view_as(FeatureOptions).feature_anomaly_score
+        if (an.detector_spec and not scored_features) or an.alert_webhook_url:
+            raise cli.UsageError(
+                '--detector_spec and --alert_webhook_url need --detect_anomalies (or, for the '
+                'spec, --feature_anomaly_score)'
+            )
         return None
     if state_dir is not None:
         raise cli.UsageError(
@@ -451,8 +455,17 @@ def _feature_config(options, streaming: bool, state_dir: str | None) -> FeatureC
         _duration_secs(h, '--feature_horizons') for h in fo.feature_horizons.split(',')
     )
     types = tuple(t.strip() for t in fo.feature_event_types.split(',') if t.strip())
+    anomaly = None
+    if fo.feature_anomaly_score:
+        path = options.view_as(AnomalyOptions).detector_spec
+        try:
+            anomaly = load_spec(path) if path else DEFAULT_SPEC
+        except SpecError as exc:
+            raise cli.UsageError(f'--detector_spec {exc}') from None
     try:
-        spec = FeatureSpec(horizons_secs=horizons, lags=fo.feature_lags, event_types=types)
+        spec = FeatureSpec(
+            horizons_secs=horizons, lags=fo.feature_lags, event_types=types, anomaly=anomaly
+        )
     except ValueError as exc:
         raise cli.UsageError(f'--feature_*: {exc}') from None
     stats = None

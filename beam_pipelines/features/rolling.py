@@ -8,7 +8,10 @@ events up to and including that event's time (never later ones):
 * ``secs_since_prev``: time since the entity's previous event (null for its first);
 * ``type_ratio_<H>``: the share of the event's own type among the entity's events of the longest
   horizon ``H``, and ``ratio_<type>_<H>`` for each configured type;
-* ``lag_1`` ... ``lag_k``: the entity's previous values.
+* ``lag_1`` ... ``lag_k``: the entity's previous values;
+* ``anomaly_score`` (with an anomaly spec): the score of the event's value by the entity's own
+  anomaly model (``anomaly.model``), fed the entity's values in time order (filled in by
+  ``features.shard``, which keeps the model).
 
 The computation is one pass of cumulative sums and binary searches over the entity's retained
 history plus the new events, so a batch run (all events at once) and a stream (events arriving
@@ -52,6 +55,7 @@ class FeatureSpec:
     horizons_secs: tuple[float, ...] = (300.0, 3600.0, 86400.0)
     lags: int = 3
     event_types: tuple[str, ...] = ()
+    anomaly: object | None = None  # an anomaly.spec.AnomalySpec: adds anomaly_score
 
     def __post_init__(self):
         if not self.horizons_secs or any(not h > 0 for h in self.horizons_secs):
@@ -75,6 +79,8 @@ class FeatureSpec:
         cols += ['secs_since_prev', f'type_ratio_{longest}']
         cols += [f'ratio_{t}_{longest}' for t in self.event_types]
         cols += [f'lag_{i}' for i in range(1, self.lags + 1)]
+        if self.anomaly is not None:
+            cols.append('anomaly_score')
         return cols
 
 
@@ -169,6 +175,8 @@ def rolling_features(
     out[f'type_ratio_{longest}'] = own
     for k in range(1, spec.lags + 1):
         out[f'lag_{k}'] = np.where(idx - k >= 0, v[np.maximum(idx - k, 0)], np.nan)
+    if spec.anomaly is not None:
+        out['anomaly_score'] = np.full(len(idx), np.nan)  # the shard fills it in
     columns = {
         'entity_id': events.column('entity_id').cast(pa.string()),
         'event_time': events.column('timestamp').cast(TIMESTAMP_TYPE),

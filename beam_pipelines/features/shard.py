@@ -10,11 +10,15 @@ Plain Arrow and numpy, no pipeline in it.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pyarrow as pa
 
+from beam_pipelines.anomaly.model import KeyModel
 from beam_pipelines.columnar.ordering import NO_TIME
 from beam_pipelines.columnar.ordering import EventTimeBuffer
+from beam_pipelines.columnar.ordering import micros
 from beam_pipelines.features.rolling import EntityHistory
 from beam_pipelines.features.rolling import FeatureSpec
 from beam_pipelines.features.rolling import rolling_features
@@ -37,20 +41,39 @@ class FeatureShard:
     def __init__(self, spec: FeatureSpec, idle_ttl_secs: float):
         self.idle_ttl_us = round(max(idle_ttl_secs, spec.longest) * _US)
         self.models: dict[tuple, EntityHistory] = {}  # 'models' is the driver's name for keys
+        self.scorers: dict[tuple, KeyModel] = {}  # with an anomaly spec: each entity's model
         self.buffer = EventTimeBuffer(('entity_id',), 'timestamp', EVENT_COLUMNS)
         self.attach(spec)
 
     def attach(self, spec: FeatureSpec) -> None:
         self.spec = spec
+        self._template = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        del state['spec']
+        del state['spec'], state['_template']
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.spec = None
+        self.spec, self._template = None, None
+
+    def _scorer(self, key: tuple) -> KeyModel:
+        if key not in self.scorers:
+            if self._template is None:  # as in anomaly.shard: Beam's constructors are slow
+                self._template = pickle.dumps(KeyModel(self.spec.anomaly))
+            self.scorers[key] = pickle.loads(self._template)
+        return self.scorers[key]
+
+    def _anomaly_scores(self, key: tuple, features: pa.Table) -> pa.Table:
+        model = self._scorer(key)
+        times = micros(features.column('event_time'))
+        scores = [
+            model.update(t / _US, None if v is None else float(v)).score
+            for t, v in zip(times.tolist(), features.column('value').to_pylist(), strict=True)
+        ]
+        i = features.schema.get_field_index('anomaly_score')
+        return features.set_column(i, 'anomaly_score', pa.array(scores, pa.float64()))
 
     @property
     def pending(self) -> bool:
@@ -87,6 +110,8 @@ class FeatureShard:
                 features, self.models[key] = rolling_features(
                     history, ready.slice(start, i - start), self.spec
                 )
+                if self.spec.anomaly is not None:
+                    features = self._anomaly_scores(key, features)
                 out.append(features)
                 start = i
         return pa.concat_tables(out)
@@ -101,4 +126,5 @@ class FeatureShard:
         ]
         for k in idle:
             del self.models[k]
+            self.scorers.pop(k, None)
         return len(idle)

@@ -28,6 +28,12 @@ class FeatureOptions(PipelineOptions):
             help='Event types to give a ratio_<type> feature each (comma-separated).',
         )
         parser.add_argument(
+            '--feature_anomaly_score',
+            action='store_true',
+            help="Add anomaly_score: each event's value scored by its entity's anomaly model "
+            '(--detector_spec, or the built-in spec).',
+        )
+        parser.add_argument(
             '--feature_normalization',
             choices=('none', 'minmax', 'zscore'),
             default='zscore',

@@ -214,3 +214,29 @@ def test_bad_feature_flags_are_one_line_errors(tmp_path, extra, fragment):
         event_analytics.run(
             ['--input', str(tmp_path / 'e.jsonl'), '--output_dir', str(tmp_path), *extra]
         )
+
+
+def test_the_latest_anomaly_score_is_the_entitys_own_model():
+    from beam_pipelines.anomaly.model import KeyModel
+    from beam_pipelines.anomaly.spec import parse_spec
+
+    anomaly = parse_spec(
+        {
+            'warmup': 5,
+            'detectors': [{'kind': 'zscore', 'window': 20}],
+            'calibration': {'kind': 'fixed'},
+        }
+    )
+    spec = FeatureSpec(horizons_secs=(60.0,), lags=1, anomaly=anomaly)
+    data = rows(80, seed=5)
+    expected = []
+    for entity in ('a', 'b'):
+        model = KeyModel(anomaly)
+        for _, t, _, v in sorted((r for r in data if r[0] == entity), key=lambda r: r[1]):
+            expected.append((f'{entity}-{t}', round(model.update(float(T0 + t), v).score, 12)))
+    with TestPipeline() as p:
+        got = p | beam.Create([events(data)]) | ExtractFeatures(spec, num_shards=2)
+        pairs = got.features | beam.FlatMap(
+            lambda t: [(r['event_id'], round(r['anomaly_score'], 12)) for r in t.to_pylist()]
+        )
+        assert_that(pairs, equal_to(expected))
