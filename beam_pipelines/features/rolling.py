@@ -105,12 +105,12 @@ class EntityHistory:
 
     times: np.ndarray  # int64 µs, ascending
     values: np.ndarray  # float64, NaN for missing
-    types: list[str]
+    types: np.ndarray  # str (numpy unicode: compact and fast to keep in state)
     shift: float | None = None  # the entity's first value: sums of squares are taken around it
 
     @classmethod
     def empty(cls) -> EntityHistory:
-        return cls(np.zeros(0, np.int64), np.zeros(0), [])
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, dtype=str))
 
     @property
     def last_us(self) -> int | None:
@@ -126,10 +126,10 @@ def rolling_features(
     new_v = (
         events.column('value').cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     )
-    new_types = events.column('event_type').to_pylist()
+    new_types = np.array(events.column('event_type').to_pylist(), dtype=str)
     t = np.concatenate([history.times, new_t])
     v = np.concatenate([history.values, new_v])
-    types = history.types + new_types
+    types = np.concatenate([history.types, new_types])
     start = len(history.times)
     idx = np.arange(start, len(t))
     hi = np.searchsorted(t, t[idx], 'right')  # events up to and including this time
@@ -163,8 +163,8 @@ def rolling_features(
     lo = np.searchsorted(t, t[idx] - round(spec.longest * _US), 'right')
     total = (cum_c[hi] - cum_c[lo]).astype(float)
     own = np.zeros(len(idx))
-    type_arr = np.array(types, dtype=object)
-    for typ in set(types[start:]) | set(spec.event_types):
+    type_arr = types
+    for typ in set(new_types.tolist()) | set(spec.event_types):
         cum = np.concatenate([[0], np.cumsum(type_arr == typ)])
         share = (cum[hi] - cum[lo]) / total
         own = np.where(type_arr[idx] == typ, share, own)
@@ -194,7 +194,7 @@ def rolling_features(
     kept = EntityHistory(
         t[keep_from:].copy(),
         v[keep_from:].copy(),
-        types[keep_from:],
+        types[keep_from:].copy(),
         history.shift if history.shift is not None else (shift if present.any() else None),
     )
     return pa.table(columns, schema=feature_schema(spec)), kept

@@ -102,9 +102,12 @@ class DetectAnomalies(beam.PTransform):
             >> beam.FlatMap(shard_table, self._keys, self._num_shards).with_output_types(
                 tuple[int, pa.Table]
             )
-            | 'ScorePerShard' >> beam.ParDo(self._fn).with_outputs(LATE, main=SCORES)
+            | 'ScorePerShard'
+            >> beam.ParDo(self._fn).with_output_types(pa.Table).with_outputs(LATE, main=SCORES)
         )
-        anomalies = results[SCORES] | 'KeepAnomalies' >> beam.FlatMap(_anomalies)
+        anomalies = results[SCORES] | 'KeepAnomalies' >> beam.FlatMap(_anomalies).with_output_types(
+            pa.Table
+        )
         return Detected(scores=results[SCORES], anomalies=anomalies, late=results[LATE])
 
 

@@ -75,7 +75,8 @@ class ExtractFeatures(beam.PTransform):
             >> beam.FlatMap(shard_table, ('entity_id',), self._num_shards).with_output_types(
                 tuple[int, pa.Table]
             )
-            | 'FeaturesPerShard' >> beam.ParDo(self._fn).with_outputs(LATE, main=FEATURES)
+            | 'FeaturesPerShard'
+            >> beam.ParDo(self._fn).with_output_types(pa.Table).with_outputs(LATE, main=FEATURES)
         )
         return Extracted(features=results[FEATURES], late=results[LATE])
 
