@@ -15,7 +15,6 @@ Plain Python and Arrow, no pipeline in it.
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
 import orjson
@@ -25,6 +24,7 @@ from beam_pipelines.anomaly.model import KeyModel
 from beam_pipelines.anomaly.spec import AnomalySpec
 from beam_pipelines.columnar.ordering import NO_TIME
 from beam_pipelines.columnar.ordering import EventTimeBuffer
+from beam_pipelines.columnar.ordering import JobSpecState
 from beam_pipelines.columnar.ordering import key_tuples
 from beam_pipelines.columnar.ordering import micros
 from beam_pipelines.columnar.timestamps import TIMESTAMP_TYPE
@@ -48,7 +48,7 @@ def score_schema(key_columns: tuple[str, ...]) -> pa.Schema:
     return pa.schema([pa.field(k, pa.string(), nullable=False) for k in key_columns] + SCORE_FIELDS)
 
 
-class ShardModels:
+class ShardModels(JobSpecState):
     """A shard's key models and pending points (see the module docstring).
 
     Args:
@@ -75,28 +75,11 @@ class ShardModels:
         )
         self.attach(spec)
 
-    def attach(self, spec: AnomalySpec) -> None:
-        """Gives the shard the spec new keys are built from. The spec is not part of the state
-        (see ``__getstate__``): a job updated with another spec builds new keys from it."""
-        self.spec = spec
-        self._template: bytes | None = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state['spec'], state['_template']
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.spec, self._template = None, None
-
     def new_model(self) -> KeyModel:
         """A fresh model for a new key: a copy of a pickled template, because building one runs
         Beam's ``Specifiable`` constructors (an ``inspect.signature`` per object, ~0.3 ms a
         key: most of the cost of a series with few points)."""
-        if self._template is None:
-            self._template = pickle.dumps(KeyModel(self.spec))
-        return pickle.loads(self._template)
+        return self.copy_of(lambda: KeyModel(self.spec))
 
     @property
     def pending(self) -> bool:

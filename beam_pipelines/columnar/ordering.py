@@ -15,6 +15,7 @@ Plain Arrow and numpy, no pipeline in it.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 
 from beam_pipelines.columnar.timestamps import TIMESTAMP_TYPE
 
-__all__ = ['NO_TIME', 'EventTimeBuffer', 'key_tuples', 'micros']
+__all__ = ['NO_TIME', 'EventTimeBuffer', 'JobSpecState', 'key_tuples', 'micros']
 
 NO_TIME = np.iinfo(np.int64).min  # "no point processed yet" for a key
 BEHIND = 'its key was already processed past it: points are taken in event-time order'
@@ -99,3 +100,30 @@ class EventTimeBuffer:
             ready, sort_keys=[*((k, 'ascending') for k in self.keys), (self.time, 'ascending')]
         )
         return ready.take(order)
+
+
+class JobSpecState:
+    """A shard state whose ``spec`` is the job's configuration, not part of the state: it is
+    left out when pickled and given again on every read (``attach``), so a job updated with a
+    new spec uses it. Also keeps a pickled template of an expensive per-key object, copied for
+    each new key (``copy_of``)."""
+
+    def attach(self, spec) -> None:
+        self.spec = spec
+        self._template: bytes | None = None
+
+    def copy_of(self, build: Callable[[], object]):
+        """A fresh copy of ``build()``'s object (built once per worker, then unpickled)."""
+        if self._template is None:
+            self._template = pickle.dumps(build())
+        return pickle.loads(self._template)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop('spec', None)
+        state.pop('_template', None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.spec, self._template = None, None

@@ -10,14 +10,13 @@ Plain Arrow and numpy, no pipeline in it.
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pyarrow as pa
 
 from beam_pipelines.anomaly.model import KeyModel
 from beam_pipelines.columnar.ordering import NO_TIME
 from beam_pipelines.columnar.ordering import EventTimeBuffer
+from beam_pipelines.columnar.ordering import JobSpecState
 from beam_pipelines.columnar.ordering import micros
 from beam_pipelines.features.rolling import EntityHistory
 from beam_pipelines.features.rolling import FeatureSpec
@@ -29,7 +28,7 @@ _US = 1_000_000
 EVENT_COLUMNS = ('entity_id', 'event_type', 'timestamp', 'value', 'event_id')
 
 
-class FeatureShard:
+class FeatureShard(JobSpecState):
     """A shard's entity histories and pending events.
 
     Args:
@@ -45,24 +44,9 @@ class FeatureShard:
         self.buffer = EventTimeBuffer(('entity_id',), 'timestamp', EVENT_COLUMNS)
         self.attach(spec)
 
-    def attach(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self._template = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state['spec'], state['_template']
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.spec, self._template = None, None
-
     def _scorer(self, key: tuple) -> KeyModel:
-        if key not in self.scorers:
-            if self._template is None:  # as in anomaly.shard: Beam's constructors are slow
-                self._template = pickle.dumps(KeyModel(self.spec.anomaly))
-            self.scorers[key] = pickle.loads(self._template)
+        if key not in self.scorers:  # as in anomaly.shard: Beam's constructors are slow
+            self.scorers[key] = self.copy_of(lambda: KeyModel(self.spec.anomaly))
         return self.scorers[key]
 
     def _anomaly_scores(self, key: tuple, features: pa.Table) -> pa.Table:
