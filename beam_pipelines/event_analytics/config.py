@@ -311,7 +311,7 @@ def _source_uri(src, inp, rd) -> str:
     return inp.input
 
 
-_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0}
+_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
 _LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
 
 
@@ -322,16 +322,7 @@ def _every_secs(trig) -> float | None:
         return None
     if trig.state_dir is None:
         raise cli.UsageError('--every needs --state_dir (where state is kept between runs)')
-    text = trig.every.strip().lower()
-    unit = next((u for u in ('ms', 's', 'm', 'h') if text.endswith(u)), '')
-    try:
-        secs = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-    except ValueError:
-        secs = -1.0
-    if not secs > 0:
-        raise cli.UsageError(
-            f"--every must be a positive duration like '5s' or '1m', got {trig.every!r}"
-        )
+    secs = _duration_secs(trig.every, '--every')
     if trig.runs is not None and trig.runs < 1:
         raise cli.UsageError(f'--runs must be >= 1, got {trig.runs}')
     return secs
@@ -429,14 +420,15 @@ def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> Ano
 
 
 def _duration_secs(text: str, flag: str) -> float:
-    text = text.strip().lower()
-    unit = next((u for u in ('ms', 's', 'm', 'h', 'd') if text.endswith(u)), '')
+    """Seconds of a duration such as '500ms', '30s', '5m', '1h' or '1d' (a bare number: s)."""
+    clean = text.strip().lower()
+    unit = next((u for u in ('ms', 's', 'm', 'h', 'd') if clean.endswith(u)), '')
     try:
-        secs = float(text[: len(text) - len(unit)]) * {**_UNITS, 'd': 86400.0}.get(unit, 1.0)
+        secs = float(clean[: len(clean) - len(unit)]) * _UNITS.get(unit, 1.0)
     except ValueError:
         secs = -1.0
     if not secs > 0:
-        raise cli.UsageError(f"{flag}: durations look like '30s', '5m' or '1h', got {text!r}")
+        raise cli.UsageError(f"{flag} must be a positive duration like '5s' or '1m', got {text!r}")
     return secs
 
 

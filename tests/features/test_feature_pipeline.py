@@ -201,7 +201,7 @@ def test_saved_statistics_are_applied_as_they_are(tmp_path):
     'extra, fragment',
     [
         (['--normalization_stats', 'x.json'], 'need --features'),
-        (['--features', '--feature_horizons', '5 minutes'], 'durations'),
+        (['--features', '--feature_horizons', '5 minutes'], 'positive duration'),
         (['--features', '--state_dir', '/tmp/s'], 'incrementally'),
         (['--features', '--normalization_stats', '/nonexistent.json'], 'nonexistent'),
     ],
