@@ -9,7 +9,8 @@ BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest bench-nab migrate sample clean
+.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest bench-nab migrate sample clean \
+	lock flex-metadata flex-template schedules flink-up flink-submit flink-down
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,3 +68,42 @@ NAB_DIR ?= ../shared/datasets/nab
 bench-nab: $(STAMP)
 	mkdir -p bench_out
 	$(BIN)/python -m beam_pipelines.evaluate_nab --data_dir $(NAB_DIR) --output bench_out/nab_results.json
+
+# --- Deployment (see README: Running on Flink, Dataflow and schedulers) ---
+
+# The images' hash-pinned requirements, from setup.py (needs PyPI).
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	{ printf '%s\n' '# Every package the launchers and workers need, pinned with hashes, for the images' \
+	  '# (docker/Dockerfile, flex_templates/Dockerfile: pip install --require-hashes).' \
+	  '# Generated from setup.py by `make lock` (uv pip compile --universal --generate-hashes);' \
+	  '# tests/deploy/test_images.py checks that it still satisfies setup.py.'; \
+	  $(BIN)/uv pip compile setup.py --universal --generate-hashes --python-version 3.11 \
+	    --no-header --quiet --index-url https://pypi.org/simple; } > docker/requirements.txt
+
+# flex_templates/*/metadata.json from the launchers' flags.
+flex-metadata: $(STAMP)
+	$(BIN)/python -m beam_pipelines.deploy flex-metadata
+
+# Prints the build, push and run commands of a flex template (EXECUTE=1 runs them).
+PIPELINE ?= event_analytics
+PROJECT ?= my-project
+REGION ?= europe-west1
+BUCKET ?= my-bucket
+PARAMS ?= input=gs://$(BUCKET)/events/*.jsonl output_dir=gs://$(BUCKET)/out/$(PIPELINE)
+flex-template: $(STAMP)
+	$(BIN)/python -m beam_pipelines.deploy flex-template --template $(PIPELINE) \
+		--project $(PROJECT) --region $(REGION) --bucket $(BUCKET) \
+		$(foreach p,$(PARAMS),--parameter '$(p)') $(if $(EXECUTE),--execute)
+
+# Validates deploy/schedules.yaml and regenerates deploy/k8s/cronjobs.yaml.
+schedules: $(STAMP)
+	$(BIN)/python -m beam_pipelines.deploy schedules --write
+
+# The local Flink cluster of docker/docker-compose.yml (needs a Docker engine).
+flink-up:
+	docker compose -f docker/docker-compose.yml up -d --build --wait
+flink-submit: $(SAMPLE)
+	docker/submit.sh
+flink-down:
+	docker compose -f docker/docker-compose.yml down

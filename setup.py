@@ -4,6 +4,7 @@ import setuptools
 
 REQUIRED = [
     'aiohttp>=3.9,<4',
+    'croniter>=2,<8',
     'apache-beam[gcp,aws]>=2.77.0,<2.78.0',
     'fastavro>=1.9,<2',
     'numpy>=1.26,<3',
@@ -12,9 +13,11 @@ REQUIRED = [
     'prometheus-client>=0.20,<1',
     'psycopg2-binary>=2.9,<3',
     'pyarrow>=14,<26',
+    'pyyaml>=6,<7',
     'pydantic>=2.5,<3',
     'redis[hiredis]>=5,<9',
     'scipy>=1.11,<2',
+    'tqdm>=4.66,<5',
 ]
 
 TEST = [

@@ -55,10 +55,41 @@ def parse_pipeline_args(argv: list[str]):
         classes.setdefault(str(cls), cls)
     for cls in classes.values():
         cls._add_argparse_args(parser)
+    argv = _explicit_booleans(parser, argv)
     _, unknown = parser.parse_known_args(argv)
     if unknown:
         raise UsageError('unrecognized arguments: ' + ' '.join(unknown))
     return PipelineOptions(argv)
+
+
+_TRUE = ('true', '1', 'yes')
+_FALSE = ('false', '0', 'no')
+
+
+def _explicit_booleans(parser, argv: list[str]) -> list[str]:
+    """``--flag=true`` / ``--flag=false`` for on/off flags become ``--flag`` or nothing:
+    Dataflow flex templates and schedulers pass every parameter as ``--name=value``.
+
+    Raises:
+        UsageError: for a value that is neither true nor false.
+    """
+    switches = {
+        flag
+        for action in parser._actions
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+        for flag in action.option_strings
+    }
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition('=')
+        if not eq or flag not in switches:
+            out.append(arg)
+            continue
+        if value.lower() not in _TRUE + _FALSE:
+            raise UsageError(f'{flag}: expected true or false, got {value!r}')
+        if value.lower() in _TRUE:
+            out.append(flag)
+    return out
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -10,23 +10,27 @@ writes ``timestamp,value,anomaly_score,is_anomaly`` in input order (``is_anomaly
 the warm-up). Timestamps are RFC 3339 / ISO 8601 (``2014-07-01 00:00:00`` too) or epoch
 seconds; a time without an offset is read in ``--naive_timezone`` (default UTC). With
 ``--key_field`` each key is its own series. Beam options (``--runner`` ...) are passed on.
+Input and output may be on any Beam filesystem (``gs://``, ``s3://``); on a remote runner the
+scores pass through ``--temp_location``, which the workers and this launcher both reach.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import glob
-import os
+import io
 import shutil
 import sys
 import tempfile
+import uuid
 import zoneinfo
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from beam_pipelines import cli
 from beam_pipelines.anomaly.shard import score_schema
@@ -70,7 +74,7 @@ def read_series(path, timestamp_field, value_field, key_field=None, naive_timezo
     """
     zone = zoneinfo.ZoneInfo(naive_timezone)
     stamps, micros, values, keys, texts = [], [], [], [], []
-    with open(path, newline='', encoding='utf-8-sig') as f:
+    with FileSystems.open(path) as raw, io.TextIOWrapper(raw, 'utf-8-sig', newline='') as f:
         reader = csv.DictReader(f)
         for name in (timestamp_field, value_field, key_field):
             if name is not None and name not in (reader.fieldnames or []):
@@ -116,9 +120,17 @@ def score_series(
             'value': pa.array(values, pa.float64()),
         }
     )
-    work = tempfile.mkdtemp(prefix='detect_anomalies_')
+    options = cli.parse_pipeline_args(list(argv or []))
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    # The scores go through files the workers write and this process reads back: under
+    # --temp_location when given (a remote runner's workers cannot write to our disk).
+    local = temp is None
+    work = (
+        tempfile.mkdtemp(prefix='detect_anomalies_')
+        if local
+        else FileSystems.join(temp, f'detect_anomalies-{uuid.uuid4().hex}')
+    )
     try:
-        options = cli.parse_pipeline_args(list(argv or []))
         with beam.Pipeline(options=options) as p:
             detected = (
                 p
@@ -126,11 +138,18 @@ def score_series(
                 | 'Detect' >> DetectAnomalies(spec, key_columns=(SERIES,), num_shards=4)
             )
             _ = detected.scores | 'WriteScores' >> WriteTablesToParquet(
-                os.path.join(work, 'scores'), score_schema((SERIES,))
+                FileSystems.join(work, 'scores'), score_schema((SERIES,))
             )
-        parts = [pq.read_table(f) for f in sorted(glob.glob(os.path.join(work, 'scores*')))]
+        files = sorted(m.path for m in FileSystems.match([work + '/scores*'])[0].metadata_list)
+        parts = []
+        for path in files:
+            with FileSystems.open(path) as f:
+                parts.append(pq.read_table(pa.BufferReader(f.read())))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if local:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            FileSystems.delete([work])
     scored = pa.concat_tables(parts) if parts else score_schema((SERIES,)).empty_table()
     return _in_input_order(table, scored)
 
@@ -172,6 +191,9 @@ def run(argv: list[str] | None = None) -> int:
         raise cli.UsageError(
             f'--naive_timezone: unknown time zone {args.naive_timezone!r}'
         ) from None
+    # The launcher reads and writes files itself: give Beam's filesystems the options (S3
+    # endpoint and keys, GCS project) first.
+    FileSystems.set_options(cli.parse_pipeline_args(beam_args))
     try:
         stamps, micros, values, keys, raw_values = read_series(
             args.input, args.timestamp_field, args.value_field, args.key_field, args.naive_timezone
@@ -179,7 +201,10 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise cli.UsageError(f'--input {args.input}: {exc.strerror or exc}') from None
     scores, labels = score_series(micros, values, keys, spec, beam_args)
-    with open(args.output, 'w', newline='', encoding='utf-8') as f:
+    with (
+        FileSystems.create(args.output, 'text/csv') as raw,
+        io.TextIOWrapper(raw, 'utf-8', newline='') as f,
+    ):
         out = csv.writer(f)
         out.writerow(['timestamp', 'value', 'anomaly_score', 'is_anomaly'])
         for stamp, value, score, label in zip(stamps, raw_values, scores, labels, strict=True):

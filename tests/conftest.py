@@ -90,11 +90,11 @@ def wait_for_port(port: int, timeout_secs: float = 60.0) -> bool:
 
 
 @contextlib.contextmanager
-def local_server(argv_for_port, timeout_secs: float = 60.0):
+def local_server(argv_for_port, timeout_secs: float = 60.0, env: dict | None = None):
     """Starts a server process on a free loopback port; yields the port; stops it after."""
     port = free_port()
     argv = argv_for_port(port)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         if not wait_for_port(port, timeout_secs):
             pytest.fail(f'{argv[0]} did not listen on port {port} within {timeout_secs} s')

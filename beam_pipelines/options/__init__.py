@@ -2,6 +2,7 @@
 
 from beam_pipelines.options.anomaly import AnomalyOptions
 from beam_pipelines.options.features import FeatureOptions
+from beam_pipelines.options.flink import FlinkCheckpointOptions
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
@@ -15,6 +16,7 @@ from beam_pipelines.options.windowing import WindowOptions
 __all__ = [
     'AnomalyOptions',
     'FeatureOptions',
+    'FlinkCheckpointOptions',
     'InputOptions',
     'OutputOptions',
     'PostgresOptions',

@@ -1,0 +1,1 @@
+"""Deployment: Dataflow flex templates, schedules. ``python -m beam_pipelines.deploy --help``."""
