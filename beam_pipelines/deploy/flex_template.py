@@ -9,6 +9,7 @@ reject the same mistakes only after the image has started.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import shlex
@@ -68,8 +69,14 @@ def commands(
     check_parameters(metadata, parameters)
     image, spec = target.image(template.name), target.spec(template.name)
     gcp = ['--project', target.project]
+    job = template.name.replace('_', '-')
+    if not template.streaming:
+        # Batch jobs get a name per run; a streaming job keeps its name, so that a second launch
+        # fails instead of running twice (replace it with `gcloud dataflow flex-template run
+        # --update`).
+        job += dt.datetime.now(dt.UTC).strftime('-%Y%m%d-%H%M%S')
     run = [
-        *('gcloud', 'dataflow', 'flex-template', 'run', template.name.replace('_', '-')),
+        *('gcloud', 'dataflow', 'flex-template', 'run', job),
         *('--template-file-gcs-location', spec, '--region', target.region, *gcp),
         # The workers run the launcher's image, so both hold the same code and packages.
         *('--parameters', f'sdk_container_image={image}'),

@@ -151,6 +151,7 @@ def test_commands_build_push_and_run_the_template():
         TARGET.spec('event_analytics'),
     ]
     assert spec[spec.index('--metadata-file') + 1] == path
+    assert re.fullmatch(r'event-analytics-\d{8}-\d{6}', run[4])  # a batch job's name per run
     assert f'sdk_container_image={image}' in run
     assert '^~^feature_horizons=5m,1h' in run  # gcloud would split on the comma
     assert 'input=gs://b/in/*.jsonl' in run
