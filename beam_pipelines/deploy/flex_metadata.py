@@ -33,14 +33,21 @@ _FLOAT = r'^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$'
 _BOOL = r'^(true|false)$'
 
 
-def _pipeline_options_parser() -> argparse.ArgumentParser:
-    """The flagship's own flags: every class in :mod:`beam_pipelines.options`."""
+def _pipeline_options_parser(runner: str | None = None) -> argparse.ArgumentParser:
+    """The flagship's own flags: every class in :mod:`beam_pipelines.options` (for
+    ``runner='dataflow'``, not the Flink-only ones)."""
     from beam_pipelines import options
 
     parser = argparse.ArgumentParser(add_help=False)
     for name in options.__all__:
+        if runner == 'dataflow' and name == 'FlinkCheckpointOptions':
+            continue
         getattr(options, name)._add_argparse_args(parser)
     return parser
+
+
+def _dataflow_parser() -> argparse.ArgumentParser:
+    return _pipeline_options_parser('dataflow')
 
 
 def _detect_anomalies_parser() -> argparse.ArgumentParser:
@@ -86,7 +93,7 @@ TEMPLATES: tuple[Template, ...] = (
         'event_analytics',
         'Batch: parse, validate and deduplicate event files (JSON Lines, CSV, Avro, Parquet); '
         'windowed aggregates, dead letters, optional anomalies and PostgreSQL/Redis sinks.',
-        _pipeline_options_parser,
+        _dataflow_parser,
         required=('input', 'output_dir'),
     ),
     Template(
@@ -94,7 +101,7 @@ TEMPLATES: tuple[Template, ...] = (
         'event_analytics',
         'Streaming: events from a Pub/Sub subscription; windowed aggregate panes with '
         'triggers and allowed lateness, dead letters, optional anomalies and sinks.',
-        _pipeline_options_parser,
+        _dataflow_parser,
         required=('pubsub_subscription', 'output_dir'),
         fixed_args=('--streaming', '--source=pubsub'),
         streaming=True,
@@ -104,7 +111,7 @@ TEMPLATES: tuple[Template, ...] = (
         'feature_pipeline',
         'Batch: per-entity rolling ML features from event files (offline Parquet, online '
         'Redis vectors), with the flagship parsing, validation and dead letters.',
-        _pipeline_options_parser,
+        _dataflow_parser,
         required=('input', 'output_dir'),
         fixed_args=('--features',),
     ),

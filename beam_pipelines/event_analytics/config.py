@@ -23,6 +23,7 @@ from beam_pipelines.io.rest_api import RestApiSpec
 from beam_pipelines.io.wire_formats import WireFormat
 from beam_pipelines.options import AnomalyOptions
 from beam_pipelines.options import FeatureOptions
+from beam_pipelines.options import FlinkCheckpointOptions
 from beam_pipelines.options import InputOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
@@ -150,6 +151,10 @@ class Config:
             layout = RedisLayout(rd.redis_prefix, rd.redis_ttl_secs, rd.redis_series_len)
         except ValueError as exc:
             raise cli.UsageError(f'--redis_ttl_secs and --redis_series_len: {exc}') from None
+        flink = options.view_as(FlinkCheckpointOptions)
+        if flink.state_backend and not flink.state_backend_storage_path:
+            # Beam's Flink runner refuses it too, but only once the job has been submitted.
+            raise cli.UsageError('--state_backend needs --state_backend_storage_path')
         src = options.view_as(SourceOptions)
         streaming_run = bool(options.view_as(StandardOptions).streaming)
         trig = options.view_as(TriggerOptions)

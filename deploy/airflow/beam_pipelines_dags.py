@@ -5,9 +5,11 @@ Install ``apache-airflow-providers-apache-beam`` and this package (``pip install
 tasks run, put this file and ``schedules.yaml`` in the DAG folder (or point
 ``BEAM_PIPELINES_SCHEDULES`` at the schedules file), and set, in the scheduler's environment,
 ``BEAM_PIPELINES_RUNNER`` (default DirectRunner) and ``BEAM_PIPELINES_RUNNER_OPTIONS`` (a JSON
-object of runner flags, e.g. for Flink ``{"job_endpoint": "flink-job-server:8099",
-"environment_type": "EXTERNAL", "environment_config": "beam-worker-pool:50000",
-"checkpointing_interval": 60000}``). Both are read from the environment, not from Airflow
+object of runner flags, e.g. for the Flink cluster of ``docker/docker-compose.yml``
+``{"job_endpoint": "flink-job-server:8099", "artifact_endpoint": "flink-job-server:8098",
+"environment_type": "EXTERNAL", "environment_config": "localhost:50000"}``: the job server
+advertises its artifact address as its bind address, so give it, and the worker pool is at
+localhost from the TaskManager it sits beside). Both are read from the environment, not from Airflow
 Variables, so parsing the DAG file never queries the metadata database.
 Backfills are Airflow's own: ``airflow dags backfill -s 2026-11-01 -e 2026-11-07
 event-analytics-daily``; every run replaces its partition's outputs and upserts the warehouse,

@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import FlinkRunnerOptions
 from beam_pipelines import cli
 from beam_pipelines import launchers
 from beam_pipelines.deploy import schedules
+from beam_pipelines.ingest.launcher import _parser as ingest_parser
 
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
 BEAM = apache_beam.__version__
@@ -26,11 +27,15 @@ def load(path):
         return list(yaml.safe_load_all(f))
 
 
-def flink_version(image):
-    """'1.20' of flink:1.20-java17 (or flink:1.20.1-scala_2.12-java17)."""
-    match = re.fullmatch(r'flink:(\d+\.\d+)(\.\d+)?(-scala_[\d.]+)?(-java\d+)?', image)
+def flink_release(image):
+    """'1.20.1' of flink:1.20.1-java17 (a patch release: plugin jars are named by it)."""
+    match = re.fullmatch(r'flink:(\d+\.\d+\.\d+)(-scala_[\d.]+)?(-java\d+)?', image)
     assert match, image
     return match.group(1)
+
+
+def flink_version(image):
+    return flink_release(image).rsplit('.', 1)[0]
 
 
 def job_server_args(args):
@@ -47,7 +52,11 @@ def check_launch(argv, job_host, job_port):
     assert options['job_endpoint'] == f'{job_host}:{job_port}'
     assert options['environment_type'] == 'EXTERNAL'
     assert options['environment_config'] == 'localhost:50000'  # the pool's default port
-    assert options['checkpointing_interval'] > 0  # Beam's Flink default is no checkpoints
+    # Beam's Flink default is no checkpoints, and Beam takes them only from these options.
+    assert options['checkpointing_interval'] > 0
+    assert options['state_backend'] == 'rocksdb' and options['state_backend_storage_path']
+    assert options['externalized_checkpoints_enabled']
+    assert options['retain_externalized_checkpoints_on_cancellation']
     return options
 
 
@@ -64,7 +73,8 @@ def test_the_compose_file_runs_a_supported_flink_with_beams_job_server_and_worke
         'submit',
     }
     flink = flink_version(services['jobmanager']['image'])
-    assert services['taskmanager']['image'] == services['jobmanager']['image']
+    for name in ('taskmanager', 'flink-state-init'):
+        assert services[name]['image'] == services['jobmanager']['image']
     assert flink in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
     server = services['flink-job-server']
     assert server['image'] == f'apache/beam_flink{flink}_job_server:{BEAM}'
@@ -78,8 +88,16 @@ def test_the_compose_file_runs_a_supported_flink_with_beams_job_server_and_worke
         assert staging in services[name]['volumes'], name
     properties = yaml.safe_load(services['jobmanager']['environment']['FLINK_PROPERTIES'])
     assert properties['jobmanager.rpc.address'] == 'jobmanager'
-    assert properties['execution.checkpointing.interval']
     assert properties['state.checkpoints.dir'].startswith('file:///flink/')
+    # Flink runs as uid 9999: the state volume is handed to it before the cluster starts.
+    init = services['flink-state-init']
+    assert 'chown -R 9999:9999 /flink' in init['entrypoint'][-1]
+    assert 'flink-state:/flink' in init['volumes']
+    for name in ('jobmanager', 'taskmanager'):
+        assert services[name]['depends_on']['flink-state-init'] == {
+            'condition': 'service_completed_successfully'
+        }
+        assert 'flink-state:/flink' in services[name]['volumes']
 
     pool = services['beam-worker-pool']
     assert pool['network_mode'] == 'service:taskmanager'  # the TaskManager's localhost
@@ -90,12 +108,21 @@ def test_the_compose_file_runs_a_supported_flink_with_beams_job_server_and_worke
     submit = services['submit']
     assert submit['image'] == pool['image']
     assert submit['entrypoint'][:3] == ['python', '-m', 'beam_pipelines']
-    options = check_launch(submit['entrypoint'][3:], 'flink-job-server', args['job-port'])
+    argv = submit['entrypoint'][3:] + submit['command']
+    options = check_launch(argv, 'flink-job-server', args['job-port'])
+    assert options['state_backend_storage_path'].startswith('file:///flink/')
     assert options['artifact_endpoint'] == f'flink-job-server:{args["artifact-port"]}'
     assert options['postgres_url'].split('@')[1].startswith('postgres:5432/')
     assert options['redis_url'].startswith('redis://redis:6379')
     assert options['input'].startswith('/data/') and '../data:/data' in submit['volumes']
     assert '../data:/data' in pool['volumes']  # the workers write where the launcher reads
+
+    ingest = services['ingest']
+    assert ingest['image'] == pool['image'] and ingest['command'][0] == 'ingest'
+    parsed = ingest_parser().parse_args(ingest['command'][1:])
+    assert parsed.redis_url == 'redis://redis:6379/0' and parsed.host == '0.0.0.0'
+    assert f'{parsed.port}:{parsed.port}' in ingest['ports']
+    assert 'BEAM_PIPELINES_INGEST_SECRETS' in ingest['environment']
 
     script = os.path.join(ROOT, 'docker', 'submit.sh')
     assert os.access(script, os.X_OK)
@@ -113,7 +140,13 @@ def test_the_flink_kubernetes_operator_manifest():
     assert flink['spec']['flinkVersion'] == 'v' + version.replace('.', '_')
     assert version in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
     conf = flink['spec']['flinkConfiguration']
-    assert conf['execution.checkpointing.interval'] and conf['state.checkpoints.dir']
+    assert conf['state.checkpoints.dir'].startswith('s3://')
+    assert conf['high-availability.storageDir'].startswith('s3://')
+    # s3:// needs Flink's S3 plugin of the same release, in every pod.
+    (every_pod,) = flink['spec']['podTemplate']['spec']['containers']
+    env = {e['name']: e['value'] for e in every_pod['env']}
+    release = flink_release(flink['spec']['image'])
+    assert env['ENABLE_BUILT_IN_PLUGINS'] == f'flink-s3-fs-presto-{release}.jar'
     pod = flink['spec']['taskManager']['podTemplate']['spec']
     containers = {c['name']: c for c in pod['containers']}
     assert set(containers) == {'flink-main-container', 'beam-worker-pool'}
@@ -137,7 +170,8 @@ def test_the_flink_kubernetes_operator_manifest():
 
     (launcher,) = docs['Job']['spec']['template']['spec']['containers']
     assert SDK_IMAGE.match(launcher['image'])
-    check_launch(launcher['args'], service['metadata']['name'], args['job-port'])
+    options = check_launch(launcher['args'], service['metadata']['name'], args['job-port'])
+    assert options['state_backend_storage_path'].startswith('s3://')
 
 
 def test_the_cronjobs_are_generated_from_the_schedules():

@@ -71,6 +71,7 @@ def test_metadata_is_well_formed(name):
     assert meta['streaming'] == flex_metadata.get(name).streaming
     names = [p['name'] for p in meta['parameters']]
     assert len(names) == len(set(names))
+    assert 'checkpointing_interval' not in names  # Flink's options are not Dataflow's
     for p in meta['parameters']:
         assert set(p) <= PARAM_KEYS and p['label'] and p['helpText'], p
         assert p['paramType'] in PARAM_TYPES
