@@ -4,8 +4,12 @@ finished, resumes only what did not, and a forced rerun changes nothing (idempot
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import psycopg2
 import pyarrow.parquet as pq
@@ -49,11 +53,12 @@ def warehouse(url, schema):
     return events, aggregates
 
 
-def outputs(tmp_path):
+def outputs(tmp_path, out=None):
+    out = out or tmp_path / 'out'
     return {
         day: sorted(
             tuple(map(str, r.values()))
-            for r in pq.read_table(tmp_path / 'out' / f'dt={day}' / 'aggregates').to_pylist()
+            for r in pq.read_table(out / f'dt={day}' / 'aggregates').to_pylist()
         )
         for day in DAYS
     }
@@ -105,3 +110,47 @@ def test_bad_backfills_are_one_line_errors(tmp_path):
     assert run.stderr.strip().splitlines() == [
         'backfill: error: --to 2026-11-01 00:00 is before --from 2026-11-05 00:00'
     ]
+
+
+def _backfill_argv(tmp_path, pg_url, schema, out, record):  # noqa: F811
+    argv = [sys.executable, '-m', 'beam_pipelines.backfill', '--pipeline', 'event_analytics']
+    argv += ['--from', DAYS[0], '--to', DAYS[-1], '--parallelism', '1']
+    argv += ['--record', str(record), '--logs_dir', str(tmp_path / 'logs')]
+    argv += ['--', f'--input={tmp_path}/in/dt={{date}}/*.jsonl', '--num_shards=2']
+    argv += [f'--output_dir={out}/dt={{date}}']
+    return [*argv, f'--postgres_url={pg_url}', f'--pg_schema={schema}']
+
+
+def test_a_killed_backfill_resumes_to_the_state_of_a_clean_run(tmp_path, pg_url, pg_schema):  # noqa: F811
+    for i, day in enumerate(DAYS):
+        make_day(tmp_path / 'in', day, i)
+    record = tmp_path / 'record.jsonl'
+    argv = _backfill_argv(tmp_path, pg_url, pg_schema, tmp_path / 'out', record)
+    # Killed (with its running partition) once the first partition is recorded.
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not (record.exists() and record.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, 'the backfill did not run'
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(record) as f:
+        assert 1 <= len(f.readlines()) < 3
+
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r'[12] already done, [12] to run', resumed.stdout), resumed.stdout
+
+    clean_schema = f'{pg_schema}_clean'
+    clean_out = tmp_path / 'clean'
+    try:
+        argv = _backfill_argv(tmp_path, pg_url, clean_schema, clean_out, tmp_path / 'r2.jsonl')
+        assert subprocess.run(argv, capture_output=True, timeout=600).returncode == 0
+        assert warehouse(pg_url, pg_schema) == warehouse(pg_url, clean_schema)
+        assert outputs(tmp_path) == outputs(tmp_path, clean_out)
+    finally:
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{clean_schema}" CASCADE')
+        conn.close()
