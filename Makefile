@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
 .PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest bench-nab migrate sample clean \
-	lock flex-metadata flex-template schedules flink-up flink-submit flink-down
+	lock lock-check flex-metadata flex-template schedules flink-up flink-submit flink-down
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,16 @@ lock: $(STAMP)
 	  '# tests/deploy/test_images.py checks that it still satisfies setup.py.'; \
 	  $(BIN)/uv pip compile setup.py --universal --generate-hashes --python-version 3.11 \
 	    --no-header --quiet --index-url https://pypi.org/simple; } > docker/requirements.txt
+
+# What the images' pip steps do, without Docker: a fresh venv from the hash-pinned lock, the
+# package installed as in the image, pip check, and the flagship run from it.
+lock-check: $(SAMPLE)
+	rm -rf .bench/lockvenv && $(PYTHON) -m venv .bench/lockvenv
+	.bench/lockvenv/bin/pip install --quiet --no-cache-dir --require-hashes -r docker/requirements.txt
+	.bench/lockvenv/bin/pip install --quiet --no-cache-dir --no-deps .
+	.bench/lockvenv/bin/pip check
+	cd .bench && lockvenv/bin/python -m beam_pipelines event_analytics \
+		--input ../$(SAMPLE) --output_dir lock-check-out
 
 # flex_templates/*/metadata.json from the launchers' flags.
 flex-metadata: $(STAMP)
