@@ -35,12 +35,13 @@ _BOOL = r'^(true|false)$'
 
 def _pipeline_options_parser(runner: str | None = None) -> argparse.ArgumentParser:
     """The flagship's own flags: every class in :mod:`beam_pipelines.options` (for
-    ``runner='dataflow'``, not the Flink-only ones)."""
+    ``runner='dataflow'``, not the Flink-only ones nor the local metrics export: Dataflow
+    reports metrics to Cloud Monitoring)."""
     from beam_pipelines import options
 
     parser = argparse.ArgumentParser(add_help=False)
     for name in options.__all__:
-        if runner == 'dataflow' and name == 'FlinkCheckpointOptions':
+        if runner == 'dataflow' and name in ('FlinkCheckpointOptions', 'ObservabilityOptions'):
             continue
         getattr(options, name)._add_argparse_args(parser)
     return parser

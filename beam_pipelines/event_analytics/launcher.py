@@ -24,6 +24,8 @@ from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.warehouse_schema import migrate
+from beam_pipelines.observability.prometheus import RunMetrics
+from beam_pipelines.options import ObservabilityOptions
 
 __all__ = ['format_summary', 'prepare_warehouse', 'run']
 
@@ -83,6 +85,28 @@ def run(argv: list[str] | None = None) -> int:
     # (S3 endpoint and keys, GCS project) before it does.
     FileSystems.set_options(options)
     config = Config.from_options(options)
+    metrics = _metrics(options)
+    try:
+        return _run(options, config, metrics)
+    finally:
+        if metrics is not None:
+            linger = options.view_as(ObservabilityOptions).metrics_linger_secs
+            if metrics.server is not None and linger > 0:
+                time.sleep(linger)
+            metrics.close()
+
+
+def _metrics(options) -> RunMetrics | None:
+    obs = options.view_as(ObservabilityOptions)
+    if obs.metrics_file is None and obs.metrics_port is None:
+        return None
+    try:
+        return RunMetrics(PIPELINE_NAME, obs.metrics_file, obs.metrics_port, obs.metrics_host)
+    except OSError as exc:
+        raise cli.UsageError(f'--metrics_port {obs.metrics_port}: {exc.strerror or exc}') from None
+
+
+def _run(options, config: Config, metrics: RunMetrics | None) -> int:
     if config.postgres_url is not None:
         prepare_warehouse(config)
     if config.state_dir is None:
@@ -92,7 +116,7 @@ def run(argv: list[str] | None = None) -> int:
     build_pipeline(pipeline, config)
     if config.every_secs is None:
         clear_current(config)
-        return _run_once(pipeline.run, config, started)
+        return _run_once(pipeline.run, config, metrics, started)
     # Local continuous mode: a bounded run per tick, state carried in --state_dir.
     rerunner = Rerunner(pipeline, options)
     done = 0
@@ -105,23 +129,38 @@ def run(argv: list[str] | None = None) -> int:
         # The pipeline is built (and on the local runners translated) once and run again on each
         # tick. A file input is read again every run: the ids kept drop its duplicates.
         clear_current(config)
-        status = _run_once(rerunner.run, config)
+        status = _run_once(rerunner.run, config, metrics)
         if status != 0:
             return status
         done += 1
     return 0
 
 
-def _run_once(run_pipeline, config: Config, started: float | None = None) -> int:
-    """Runs the built pipeline (``run_pipeline()``); ``started`` (monotonic) counts its
-    building in the time."""
+def _run_once(
+    run_pipeline, config: Config, metrics: RunMetrics | None, started: float | None = None
+) -> int:
+    """Runs the built pipeline (``run_pipeline()``) and exports its metrics; ``started``
+    (monotonic) counts its building in the time."""
     started = time.monotonic() if started is None else started
+    if metrics is None:
+        return _run_and_report(run_pipeline, config, started)[0]
+    metrics.started()
+    result, summary, status = None, None, cli.EXIT_FAILED
+    try:
+        status, result, summary = _run_and_report(run_pipeline, config, started)
+    finally:
+        metrics.finished(result, summary, time.monotonic() - started, status == 0)
+    return status
+
+
+def _run_and_report(run_pipeline, config: Config, started: float):
+    """(exit status, the pipeline result, the run summary)."""
     result = run_pipeline()
     if config.unbounded:
         print(f'{PIPELINE_NAME}: streaming job submitted ({config.input}); metrics are its counts')
         result.wait_until_finish()
         print(f'{PIPELINE_NAME}: streaming job ended: {result.state}')
-        return 0
+        return 0, result, None
     result.wait_until_finish()
     seconds = time.monotonic() - started
     summary = read_summary(config)
@@ -131,12 +170,12 @@ def _run_once(run_pipeline, config: Config, started: float | None = None) -> int
             f'{config.path(SUMMARY_FILE)}',
             file=sys.stderr,
         )
-        return cli.EXIT_FAILED
+        return cli.EXIT_FAILED, result, None
     print(format_summary(summary, seconds), flush=True)
     if not summary['balanced']:
         print(
             f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',
             file=sys.stderr,
         )
-        return 3
-    return 0
+        return 3, result, summary
+    return 0, result, summary

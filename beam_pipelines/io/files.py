@@ -31,6 +31,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.io import coders  # noqa: F401  (registers the batch coders)
+from beam_pipelines.observability.metrics import NAMESPACE
 
 __all__ = ['FORMATS', 'FileRange', 'ReadEventFiles', 'infer_format']
 
@@ -48,7 +49,6 @@ _EXTENSIONS = {
 }
 _COMPRESSED = ('.gz', '.bz2', '.zst', '.zstd', '.deflate', '.lzma')
 _BLOCK_BYTES = 8 << 20
-NAMESPACE = 'beam_pipelines'
 
 
 def infer_format(path: str) -> str | None:

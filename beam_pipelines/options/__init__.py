@@ -4,6 +4,7 @@ from beam_pipelines.options.anomaly import AnomalyOptions
 from beam_pipelines.options.features import FeatureOptions
 from beam_pipelines.options.flink import FlinkCheckpointOptions
 from beam_pipelines.options.input import InputOptions
+from beam_pipelines.options.observability import ObservabilityOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
 from beam_pipelines.options.redis import RedisOptions
@@ -18,6 +19,7 @@ __all__ = [
     'FeatureOptions',
     'FlinkCheckpointOptions',
     'InputOptions',
+    'ObservabilityOptions',
     'OutputOptions',
     'PostgresOptions',
     'RedisOptions',

@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines.columnar.dedup import deduplicate
 from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
 from beam_pipelines.io.files import NAMESPACE
+from beam_pipelines.observability.metrics import counter
 from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.tags import DUPLICATES
 from beam_pipelines.transforms.tags import VALID
@@ -73,11 +74,16 @@ class DeduplicateEvents(beam.PTransform):
 class _DropDuplicatesFn(beam.DoFn):
     def setup(self):
         self._duplicates = Metrics.counter(NAMESPACE, 'duplicates')
+        self._in = counter('records_in', stage='dedup')
+        self._out = counter('records_out', stage='dedup')
 
     def process(self, shard_tables):
         _, tables = shard_tables
-        unique, duplicates = deduplicate(list(tables))
+        tables = list(tables)
+        unique, duplicates = deduplicate(tables)
         self._duplicates.inc(duplicates)
+        self._in.inc(sum(t.num_rows for t in tables))
+        self._out.inc(unique.num_rows if unique is not None else 0)
         yield pvalue.TaggedOutput(DUPLICATES, duplicates)
         if unique is not None and unique.num_rows:
             yield unique

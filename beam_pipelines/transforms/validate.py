@@ -36,6 +36,6 @@ class ValidateEvents(beam.PTransform):
         self._step = functools.partial(split_valid, schema=schema, pipeline=pipeline_name)
 
     def expand(self, cleansed_batches) -> Validated:
-        fn = SplitDeadLettersFn(self._step, num_rows, stage='validate')
+        fn = SplitDeadLettersFn(self._step, num_rows, stage='validate', lag_column='timestamp')
         valid, dead = split_dead_letters(cleansed_batches, 'CheckSchema', fn, pa.Table)
         return Validated(valid=valid, dead_letter=dead)

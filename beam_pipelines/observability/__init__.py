@@ -1,0 +1,1 @@
+"""Observability: the project's metric names and their export to Prometheus."""
