@@ -3,11 +3,13 @@
 endpoint (``--metrics_port``) that serves the latest run's metrics.
 
 Every Beam metric of the project's namespace becomes ``beam_pipelines_<name>``, summed over
-the steps that report it, with the labels its name carries
+the steps that report it and over the runs of the process (``--every``), with the labels its
+name carries
 (:mod:`beam_pipelines.observability.metrics`): counters as ``_total`` counters, distributions
 as summaries (``_sum``, ``_count``) with ``_min`` and ``_max`` gauges, gauges as gauges, and the
 bucket counters of :data:`~beam_pipelines.observability.metrics.HISTOGRAMS` as histograms.
-Run-level metrics come from the run summary: records by outcome, duration, success.
+The last run's own metrics (``beam_pipelines_last_run_*`` gauges) come from its summary:
+records by outcome, duration, success; ``beam_pipelines_runs_total`` counts runs by status.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import collections
 import os
 import threading
 import time
-from typing import Any
 
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily
@@ -28,7 +29,7 @@ from beam_pipelines.observability.metrics import HISTOGRAMS
 from beam_pipelines.observability.metrics import NAMESPACE
 from beam_pipelines.observability.metrics import parse_metric_name
 
-__all__ = ['PREFIX', 'RunMetrics', 'beam_families', 'run_families']
+__all__ = ['PREFIX', 'RunMetrics', 'Snapshot', 'beam_families', 'run_families']
 
 PREFIX = 'beam_pipelines_'
 
@@ -38,31 +39,105 @@ def _value(result):
     return result.committed if result.committed is not None else result.attempted
 
 
-def _labelled(results) -> dict[tuple[str, tuple], Any]:
-    """(base name, sorted labels) -> the values of every step, in a list."""
-    grouped: dict[tuple[str, tuple], list] = collections.defaultdict(list)
-    for r in results:
-        if r.key.metric.namespace != NAMESPACE:
-            continue
-        base, labels = parse_metric_name(r.key.metric.name)
-        value = _value(r)
-        if value is not None:
-            grouped[(base, tuple(sorted(labels.items())))].append(value)
-    return grouped
+class Snapshot:
+    """The project's Beam metrics of one or more runs, keyed by (base name, sorted labels) and
+    summed over steps (and over runs, with :meth:`merge`: counters keep counting across the
+    runs of one process, as Prometheus expects of a counter)."""
+
+    def __init__(self):
+        self.counters: dict[tuple, int] = collections.defaultdict(int)
+        self.distributions: dict[tuple, list] = {}  # key -> [count, sum, min, max]
+        self.gauges: dict[tuple, tuple] = {}  # key -> (timestamp, value)
+
+    @classmethod
+    def of(cls, metric_results) -> Snapshot:
+        snap = cls()
+        query = metric_results.query()
+        for kind in ('counters', 'distributions', 'gauges'):
+            for r in query[kind]:
+                if r.key.metric.namespace != NAMESPACE or _value(r) is None:
+                    continue
+                base, labels = parse_metric_name(r.key.metric.name)
+                snap._add(kind, (base, tuple(sorted(labels.items()))), _value(r))
+        return snap
+
+    def _add(self, kind: str, key: tuple, v) -> None:
+        if kind == 'counters':
+            self.counters[key] += v
+        elif kind == 'distributions':
+            old = self.distributions.get(key)
+            new = [v.count, v.sum, v.min, v.max]
+            self.distributions[key] = (
+                new
+                if old is None
+                else [old[0] + new[0], old[1] + new[1], min(old[2], new[2]), max(old[3], new[3])]
+            )
+        else:
+            ts = v.timestamp.timestamp() if hasattr(v.timestamp, 'timestamp') else v.timestamp
+            if key not in self.gauges or ts >= self.gauges[key][0]:
+                self.gauges[key] = (ts, v.value)
+
+    def merge(self, other: Snapshot) -> Snapshot:
+        for key, v in other.counters.items():
+            self.counters[key] += v
+        for key, (count, total, low, high) in other.distributions.items():
+            old = self.distributions.get(key)
+            self.distributions[key] = (
+                [count, total, low, high]
+                if old is None
+                else [old[0] + count, old[1] + total, min(old[2], low), max(old[3], high)]
+            )
+        for key, (ts, v) in other.gauges.items():
+            if key not in self.gauges or ts >= self.gauges[key][0]:
+                self.gauges[key] = (ts, v)
+        return self
+
+    def families(self) -> list:
+        """The Prometheus metric families."""
+        counters = dict(self.counters)
+        families = _histograms(counters)
+        by_name: dict[str, dict] = collections.defaultdict(dict)
+        for (base, labels), total in counters.items():
+            by_name[base][labels] = total
+        for base, series in sorted(by_name.items()):
+            names = sorted({k for labels in series for k, _ in labels})
+            family = CounterMetricFamily(PREFIX + base, f'Beam counter {base}.', labels=names)
+            for labels, total in sorted(series.items()):
+                family.add_metric([dict(labels).get(n, '') for n in names], total)
+            families.append(family)
+        for (base, labels), (count, total, low, high) in sorted(self.distributions.items()):
+            names, values = [k for k, _ in labels], [v for _, v in labels]
+            summary = SummaryMetricFamily(PREFIX + base, f'Beam distribution {base}.', labels=names)
+            summary.add_metric(values, count_value=count, sum_value=total)
+            families.append(summary)
+            for stat, x in (('min', low), ('max', high)):
+                gauge = GaugeMetricFamily(
+                    f'{PREFIX}{base}_{stat}', f'{stat} of {base}.', labels=names
+                )
+                gauge.add_metric(values, x)
+                families.append(gauge)
+        for (base, labels), (_, v) in sorted(self.gauges.items()):
+            gauge = GaugeMetricFamily(
+                PREFIX + base, f'Beam gauge {base}.', labels=[k for k, _ in labels]
+            )
+            gauge.add_metric([x for _, x in labels], v)
+            families.append(gauge)
+        return families
 
 
 def _histograms(counters: dict) -> list:
+    """Takes the bucket, sum and count counters of :data:`HISTOGRAMS` out of ``counters``;
+    returns them as histogram families."""
     families = []
     for hist, edges in HISTOGRAMS.items():
         series: dict[tuple, dict] = collections.defaultdict(lambda: {'buckets': {}})
-        for (base, labels), values in list(counters.items()):
+        for (base, labels), total in list(counters.items()):
             if base not in (f'{hist}_bucket', f'{hist}_sum_millis', f'{hist}_count'):
                 continue
             del counters[(base, labels)]
             label_map = dict(labels)
             le = label_map.pop('le', None)
             key = tuple(sorted(label_map.items()))
-            total = sum(values)
             if base.endswith('_bucket'):
                 series[key]['buckets'][le] = total
             elif base.endswith('_sum_millis'):
@@ -87,65 +162,40 @@ def _histograms(counters: dict) -> list:
 
 def beam_families(metric_results) -> list:
     """Prometheus metric families of a ``PipelineResult.metrics()``'s project metrics."""
-    query = metric_results.query()
-    counters = _labelled(query['counters'])
-    families = _histograms(counters)
-    by_name: dict[str, dict] = collections.defaultdict(dict)
-    for (base, labels), values in counters.items():
-        by_name[base][labels] = sum(values)
-    for base, series in sorted(by_name.items()):
-        names = sorted({k for labels in series for k, _ in labels})
-        family = CounterMetricFamily(PREFIX + base, f'Beam counter {base}.', labels=names)
-        for labels, total in sorted(series.items()):
-            family.add_metric([dict(labels).get(n, '') for n in names], total)
-        families.append(family)
-    for (base, labels), values in sorted(_labelled(query['distributions']).items()):
-        names = [k for k, _ in labels]
-        count = sum(v.count for v in values)
-        total = sum(v.sum for v in values)
-        summary = SummaryMetricFamily(PREFIX + base, f'Beam distribution {base}.', labels=names)
-        summary.add_metric([v for _, v in labels], count_value=count, sum_value=total)
-        families.append(summary)
-        for stat, pick in (('min', min), ('max', max)):
-            gauge = GaugeMetricFamily(f'{PREFIX}{base}_{stat}', f'{stat} of {base}.', labels=names)
-            gauge.add_metric([v for _, v in labels], pick(getattr(v, stat) for v in values))
-            families.append(gauge)
-    for (base, labels), values in sorted(_labelled(query['gauges']).items()):
-        names = [k for k, _ in labels]
-        gauge = GaugeMetricFamily(PREFIX + base, f'Beam gauge {base}.', labels=names)
-        latest = max(values, key=lambda v: v.timestamp)
-        gauge.add_metric([v for _, v in labels], latest.value)
-        families.append(gauge)
-    return families
+    return Snapshot.of(metric_results).families()
 
 
 def run_families(pipeline: str, summary: dict | None, seconds: float, ok: bool) -> list:
-    """The run's own metrics: records by outcome (the summary's exact counts), duration,
-    success, and when it ended."""
+    """The last run's own metrics (gauges: they describe that run): records by outcome (the
+    summary's exact counts), duration, success, records unaccounted for, when it ended."""
     labels = ['pipeline']
-    records = CounterMetricFamily(
-        PREFIX + 'run_records', 'Records of the last run by outcome.', labels=[*labels, 'outcome']
+    records = GaugeMetricFamily(
+        PREFIX + 'last_run_records',
+        'Records of the last run by outcome (the run summary).',
+        labels=[*labels, 'outcome'],
     )
     for outcome, n in sorted(((summary or {}).get('counts') or {}).items()):
         records.add_metric([pipeline, outcome], n)
     duration = GaugeMetricFamily(
-        PREFIX + 'run_duration_seconds', 'Wall time of the last run.', labels=labels
+        PREFIX + 'last_run_duration_seconds', 'Wall time of the last run.', labels=labels
     )
     duration.add_metric([pipeline], seconds)
     success = GaugeMetricFamily(
-        PREFIX + 'run_success',
+        PREFIX + 'last_run_success',
         'Whether the last run succeeded with every record accounted for (1) or not (0).',
         labels=labels,
     )
     success.add_metric([pipeline], 1.0 if ok else 0.0)
     unaccounted = GaugeMetricFamily(
-        PREFIX + 'run_records_unaccounted',
+        PREFIX + 'last_run_records_unaccounted',
         'read - (valid + dead_letter + duplicates [+ late]) of the last run (0 when sound).',
         labels=labels,
     )
     unaccounted.add_metric([pipeline], float((summary or {}).get('unaccounted', 0) or 0))
     ended = GaugeMetricFamily(
-        PREFIX + 'run_end_timestamp_seconds', 'When the last run ended (Unix time).', labels=labels
+        PREFIX + 'last_run_end_timestamp_seconds',
+        'When the last run ended (Unix time).',
+        labels=labels,
     )
     ended.add_metric([pipeline], time.time())
     return [records, duration, success, unaccounted, ended]
@@ -165,7 +215,8 @@ class RunMetrics:
         self._pipeline = pipeline
         self._path = path
         self._lock = threading.Lock()
-        self._families: list = []
+        self._beam = Snapshot()  # every run of this process, summed
+        self._last: list = []
         self._runs: collections.Counter = collections.Counter()
         self._in_progress = False
         self.registry = prometheus_client.CollectorRegistry()
@@ -178,7 +229,7 @@ class RunMetrics:
 
     def collect(self):
         with self._lock:
-            families = list(self._families)
+            families = [*self._beam.families(), *self._last]
             runs, in_progress = dict(self._runs), self._in_progress
         total = CounterMetricFamily(
             PREFIX + 'runs', 'Runs of this process by status.', labels=['pipeline', 'status']
@@ -197,10 +248,11 @@ class RunMetrics:
 
     def finished(self, result, summary: dict | None, seconds: float, ok: bool) -> None:
         """Takes a run's metrics (``result`` may be None when it failed before running)."""
-        families = beam_families(result.metrics()) if result is not None else []
-        families += run_families(self._pipeline, summary, seconds, ok)
+        snapshot = Snapshot.of(result.metrics()) if result is not None else Snapshot()
+        last = run_families(self._pipeline, summary, seconds, ok)
         with self._lock:
-            self._families = families
+            self._beam.merge(snapshot)
+            self._last = last
             self._runs['succeeded' if ok else 'failed'] += 1
             self._in_progress = False
         if self._path:

@@ -90,7 +90,7 @@ def test_metrics_over_http_and_in_a_file_account_for_every_record(
         def run(outcome, found=found):
             return value(
                 found,
-                'beam_pipelines_run_records_total',
+                'beam_pipelines_last_run_records',
                 pipeline='event_analytics',
                 outcome=outcome,
             )
@@ -98,9 +98,10 @@ def test_metrics_over_http_and_in_a_file_account_for_every_record(
         assert {k: run(k) for k in ('read', 'valid', 'dead_letter', 'duplicates')} == {
             k: counts[k] for k in ('read', 'valid', 'dead_letter', 'duplicates')
         }
-        assert value(found, 'beam_pipelines_run_success', pipeline='event_analytics') == 1
+        assert value(found, 'beam_pipelines_last_run_success', pipeline='event_analytics') == 1
         assert (
-            value(found, 'beam_pipelines_run_records_unaccounted', pipeline='event_analytics') == 0
+            value(found, 'beam_pipelines_last_run_records_unaccounted', pipeline='event_analytics')
+            == 0
         )
         # The stage counters tell the same story as the summary.
         assert value(found, 'beam_pipelines_records_in_total', stage='parse') == counts['read']

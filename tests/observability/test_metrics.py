@@ -21,6 +21,7 @@ from beam_pipelines.observability.metrics import LagHistogram
 from beam_pipelines.observability.metrics import counter
 from beam_pipelines.observability.metrics import metric_name
 from beam_pipelines.observability.metrics import parse_metric_name
+from beam_pipelines.observability.prometheus import Snapshot
 from beam_pipelines.observability.prometheus import beam_families
 
 LABEL = st.from_regex(r'[a-z_][a-z0-9_]{0,8}', fullmatch=True)
@@ -91,3 +92,22 @@ def test_metrics_of_a_run_export_as_prometheus_families():
     }
     assert families['beam_pipelines_postgres_write_ms_max'].samples[0].value == 30
     assert families['beam_pipelines_postgres_write_ms_min'].samples[0].value == 10
+
+
+def test_counters_keep_counting_across_the_runs_of_a_process():
+    snapshots = []
+    for _ in range(2):
+        pipeline = TestPipeline()
+        _ = pipeline | beam.Create([[1.0], [2.0, 3.0]]) | beam.ParDo(_Instrumented())
+        result = pipeline.run()
+        result.wait_until_finish()
+        snapshots.append(Snapshot.of(result.metrics()))
+    merged = exported(snapshots[0].merge(snapshots[1]).families())
+    assert merged['beam_pipelines_dead_letters'].samples[0].value == 8  # 2 bundles x 2 x 2 runs
+    lag = {
+        s.name: s.value
+        for s in merged['beam_pipelines_processing_lag_seconds'].samples
+        if 'le' not in s.labels
+    }
+    assert lag['beam_pipelines_processing_lag_seconds_count'] == 6
+    assert merged['beam_pipelines_postgres_write_ms_max'].samples[0].value == 20
