@@ -11,5 +11,6 @@ if [ "$#" -eq 0 ] && [ ! -f ../data/sample/events.jsonl ]; then
   exit 2
 fi
 docker compose -f docker-compose.yml up -d --wait jobmanager taskmanager beam-worker-pool \
+  prometheus node-exporter grafana \
   flink-job-server postgres redis ingest
 exec docker compose -f docker-compose.yml run --rm submit "$@"
