@@ -60,6 +60,12 @@ LAUNCHERS: tuple[Launcher, ...] = (
         'beam_pipelines.ingest',
         'HTTP ingestion service and MQTT bridge in front of the Redis stream.',
     ),
+    Launcher(
+        'profile',
+        'beam_pipelines.profile',
+        'Profile a dataset: types, nulls, distinct values, extremes, quantiles, histograms.',
+        pipeline=True,
+    ),
     Launcher('warehouse', 'beam_pipelines.warehouse', 'Create or migrate the warehouse schema.'),
     Launcher('generate_events', 'beam_pipelines.generate_events', 'Generate sample events.'),
     Launcher(

@@ -1,7 +1,8 @@
 """The Beam pipeline launchers through Beam's portable Job API (the one Flink's job server
 speaks), with Beam's Python job service started by the test.
 
-Two environments: LOOPBACK (the SDK worker in the launcher's process) and EXTERNAL, a separate
+Every Beam pipeline launcher runs here (the flagship, the feature pipeline, ``detect_anomalies``
+and ``profile``). Two environments: LOOPBACK (the SDK worker in the launcher's process) and EXTERNAL, a separate
 worker pool process (``worker_pool_main``, as beside a Flink TaskManager), where every DoFn,
 coder and client crosses a process boundary pickled, with no main session saved. Each run's
 outputs must equal the DirectRunner's on the same input.
@@ -27,6 +28,7 @@ from beam_pipelines import feature_pipeline
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
+from beam_pipelines.profile import launcher as profile
 from tests.conftest import local_server
 from tests.io.test_postgres import pg_url  # noqa: F401  (fixture)
 from tests.io.test_redis import REDIS_URL
@@ -176,3 +178,12 @@ def test_detect_anomalies_in_an_external_worker_pool(tmp_path, external):
         assert detect_anomalies.run([*argv, *extra]) == 0
     assert outs[1].read_text() == outs[0].read_text()
     assert outs[1].read_text().count(',1\n') >= 1  # the spike
+
+
+def test_profile_in_an_external_worker_pool(tmp_path, external):
+    path = sample(tmp_path, events=1500)
+    outs = [tmp_path / 'direct.json', tmp_path / 'external.json']
+    for out, extra in zip(outs, ([], external)):
+        argv = ['--input', str(path), '--output', str(out), '--batch_rows', '400']
+        assert profile.run([*argv, *extra]) == 0
+    assert json.loads(outs[1].read_text()) == json.loads(outs[0].read_text())

@@ -57,11 +57,18 @@ def _detect_anomalies_parser() -> argparse.ArgumentParser:
     return detect_anomalies._parser()
 
 
+def _profile_parser() -> argparse.ArgumentParser:
+    from beam_pipelines.profile import launcher
+
+    return launcher._parser()
+
+
 # Each Beam pipeline launcher's own flags (beside Beam's), by launcher name.
 LAUNCHER_FLAGS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     'event_analytics': _pipeline_options_parser,
     'feature_pipeline': _pipeline_options_parser,
     'detect_anomalies': _detect_anomalies_parser,
+    'profile': _profile_parser,
 }
 
 
@@ -122,6 +129,14 @@ TEMPLATES: tuple[Template, ...] = (
         'Batch: score a CSV time series with the anomaly detectors; writes '
         'timestamp,value,anomaly_score,is_anomaly.',
         _detect_anomalies_parser,
+    ),
+    Template(
+        'profile',
+        'profile',
+        'Batch: profile a dataset, schema-free (types, nulls, distinct estimates, min/max, '
+        'quantiles, histograms); writes the profile as JSON.',
+        _profile_parser,
+        required=('input', 'output'),
     ),
 )
 

@@ -81,7 +81,10 @@ def test_metadata_is_well_formed(name):
     assert required >= set(flex_metadata.get(name).required)
 
 
-@pytest.mark.parametrize('name', [t for t in TEMPLATES if t != 'detect_anomalies'])
+OWN_PARSERS = ('detect_anomalies', 'profile')  # launchers with their own argparse flags
+
+
+@pytest.mark.parametrize('name', [t for t in TEMPLATES if t not in OWN_PARSERS])
 def test_every_parameter_is_a_flag_the_launcher_accepts_as_dataflow_passes_it(name):
     template = flex_metadata.get(name)
     argv = [*template.fixed_args] + [
@@ -93,11 +96,10 @@ def test_every_parameter_is_a_flag_the_launcher_accepts_as_dataflow_passes_it(na
             assert options[p['name']] is True, p['name']
 
 
-def test_detect_anomalies_parameters_are_its_flags():
-    from beam_pipelines.detect_anomalies import _parser
-
-    argv = [f'--{p["name"]}={example(p)}' for p in load('detect_anomalies')['parameters']]
-    _, unknown = _parser().parse_known_args(argv)
+@pytest.mark.parametrize('name', OWN_PARSERS)
+def test_own_parser_parameters_are_their_flags(name):
+    argv = [f'--{p["name"]}={example(p)}' for p in load(name)['parameters']]
+    _, unknown = flex_metadata.LAUNCHER_FLAGS[name]().parse_known_args(argv)
     assert unknown == []
 
 
