@@ -2,10 +2,10 @@
 speaks), with Beam's Python job service started by the test.
 
 Every Beam pipeline launcher runs here (the flagship, the feature pipeline, ``detect_anomalies``
-and ``profile``). Two environments: LOOPBACK (the SDK worker in the launcher's process) and EXTERNAL, a separate
-worker pool process (``worker_pool_main``, as beside a Flink TaskManager), where every DoFn,
-coder and client crosses a process boundary pickled, with no main session saved. Each run's
-outputs must equal the DirectRunner's on the same input.
+and ``profile``). Two environments: LOOPBACK (the SDK worker in the launcher's process) and
+EXTERNAL, a separate worker pool process (``worker_pool_main``, as beside a Flink
+TaskManager), where every DoFn, coder and client crosses a process boundary pickled, with no
+main session saved. Each run's outputs must equal the DirectRunner's on the same input.
 """
 
 from __future__ import annotations
