@@ -21,6 +21,7 @@ REQUIRED = [
 ]
 
 TEST = [
+    'aiosmtpd>=1.4,<2',
     'hypothesis>=6.100,<7',
     'moto[server]>=5,<6',
     'pytest>=8,<10',

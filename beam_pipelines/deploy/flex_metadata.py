@@ -33,22 +33,29 @@ _FLOAT = r'^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$'
 _BOOL = r'^(true|false)$'
 
 
-def _pipeline_options_parser(runner: str | None = None) -> argparse.ArgumentParser:
-    """The flagship's own flags: every class in :mod:`beam_pipelines.options` (for
-    ``runner='dataflow'``, not the Flink-only ones nor the local metrics export: Dataflow
-    reports metrics to Cloud Monitoring)."""
+def _pipeline_options_parser(skip: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The flagship's own flags: every class in :mod:`beam_pipelines.options` but ``skip``."""
     from beam_pipelines import options
 
     parser = argparse.ArgumentParser(add_help=False)
     for name in options.__all__:
-        if runner == 'dataflow' and name in ('FlinkCheckpointOptions', 'ObservabilityOptions'):
-            continue
-        getattr(options, name)._add_argparse_args(parser)
+        if name not in skip:
+            getattr(options, name)._add_argparse_args(parser)
     return parser
 
 
+# Not Dataflow's: Flink's checkpointing, and the local metrics export (Dataflow reports metrics
+# to Cloud Monitoring).
+_NOT_DATAFLOW = ('FlinkCheckpointOptions', 'ObservabilityOptions')
+
+
 def _dataflow_parser() -> argparse.ArgumentParser:
-    return _pipeline_options_parser('dataflow')
+    return _pipeline_options_parser(_NOT_DATAFLOW)
+
+
+def _dataflow_streaming_parser() -> argparse.ArgumentParser:
+    # Quality is measured on batch runs for now.
+    return _pipeline_options_parser((*_NOT_DATAFLOW, 'QualityOptions'))
 
 
 def _detect_anomalies_parser() -> argparse.ArgumentParser:
@@ -109,7 +116,7 @@ TEMPLATES: tuple[Template, ...] = (
         'event_analytics',
         'Streaming: events from a Pub/Sub subscription; windowed aggregate panes with '
         'triggers and allowed lateness, dead letters, optional anomalies and sinks.',
-        _dataflow_parser,
+        _dataflow_streaming_parser,
         required=('pubsub_subscription', 'output_dir'),
         fixed_args=('--streaming', '--source=pubsub'),
         streaming=True,

@@ -33,6 +33,8 @@ from beam_pipelines.options import SourceOptions
 from beam_pipelines.options import TriggerOptions
 from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
+from beam_pipelines.quality.config import QualityConfig
+from beam_pipelines.quality.config import quality_config
 from beam_pipelines.redaction import redact
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import SchemaError
@@ -106,6 +108,7 @@ class Config:
     rest_token_file: str | None = None
     anomaly: AnomalyConfig | None = None
     features: FeatureConfig | None = None
+    quality: QualityConfig | None = None
 
     @property
     def part_prefix(self) -> str:
@@ -256,6 +259,7 @@ class Config:
             rest_token_file=options.view_as(RestApiOptions).rest_token_file,
             anomaly=_anomaly_config(options, trigger, trig.state_dir),
             features=_feature_config(options, streaming, trig.state_dir),
+            quality=quality_config(options, schema, streaming or trig.state_dir is not None),
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
             wire=wire,

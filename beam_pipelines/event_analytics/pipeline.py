@@ -19,6 +19,7 @@ from beam_pipelines.columnar.panes import PANE_SCHEMA
 from beam_pipelines.columnar.panes import RETRACTION_SCHEMA
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.event_analytics.quality_step import measure as measure_quality
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import commit_run
 from beam_pipelines.event_analytics.sources import read_source
@@ -47,6 +48,7 @@ from beam_pipelines.transforms.features import NormalizeFeatures
 from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
+from beam_pipelines.transforms.quality import QUALITY_SCHEMA
 from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.stream_aggregate import AggregateStream
 from beam_pipelines.transforms.validate import ValidateEvents
@@ -138,6 +140,14 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         all_dead_letters = (dead_letter, *found.dead_letters) | 'WithAnomalyDeadLetters' >> (
             beam.Flatten()
         )
+    quality = None
+    if config.quality is not None:
+        quality = measure_quality(validated.valid, events, dead_letter, config, write)
+        sized += quality.counted
+        names += quality.names
+        all_dead_letters = (all_dead_letters, *quality.dead_letters) | 'WithNotifyDeadLetters' >> (
+            beam.Flatten()
+        )
     if config.features is not None:
         extracted = _extract(events, config, write)
         sized += extracted.counted
@@ -155,6 +165,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             'dead_letter': dead_letter,
             **({'retractions': retractions} if config.panes else {}),
             **({'anomalies': anomalies} if anomalies is not None else {}),
+            **({'quality': quality.table} if quality is not None else {}),
         } | 'WriteWarehouse' >> WriteToWarehouse(
             config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
         )
@@ -199,6 +210,12 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             >> WriteDeadLetters(config.path('dead_letter', config.part_prefix), every),
         ]
         written += feature_outputs
+        if quality is not None:
+            written.append(
+                quality.table
+                | 'WriteQuality'
+                >> WriteTablesToParquet(config.path('quality', config.part_prefix), QUALITY_SCHEMA)
+            )
         if anomalies is not None:
             written.append(
                 anomalies

@@ -31,6 +31,7 @@ OUTPUT_PARTS = (
     'anomalies',
     'features',
     'timeseries',
+    'quality',
 )
 SUMMARY_FILE = 'run_summary.json'
 

@@ -42,7 +42,7 @@ from beam_pipelines.redaction import redact
 from beam_pipelines.throttling import RetryPolicy
 from beam_pipelines.throttling import retry_after_secs
 
-__all__ = ['FORMATS', 'AlertsSent', 'SendAlerts', 'alert_body', 'in_cooldown']
+__all__ = ['FORMATS', 'AlertsSent', 'SendAlerts', 'alert_body', 'in_cooldown', 'post_json']
 
 FORMATS = ('slack', 'json')
 NAMESPACE = 'beam_pipelines'
@@ -60,7 +60,7 @@ def in_cooldown(last_alert_us: int | None, at_us: int, cooldown_us: int) -> bool
     return last_alert_us is not None and abs(at_us - last_alert_us) < cooldown_us
 
 
-def _escape(text) -> str:
+def slack_escape(text) -> str:
     # Slack's mrkdwn: values from the data (entity ids) must not become mentions or links.
     return str(text).replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
 
@@ -82,15 +82,15 @@ def alert_body(anomaly: dict, keys: tuple[str, ...], fmt: str, pipeline: str) ->
     }
     if fmt == 'json':
         return generic
-    who = ' / '.join(_escape(v) for v in key.values())
+    who = ' / '.join(slack_escape(v) for v in key.values())
     context = ', '.join(f'{k} {v:.4g}' for k, v in stats.items() if isinstance(v, int | float))
     text = (
         f':rotating_light: Anomaly in {who} at {when}: value {anomaly["value"]:.6g}, '
-        f'score {anomaly["anomaly_score"]:.2f} ({_escape(anomaly["detector"])}'
+        f'score {anomaly["anomaly_score"]:.2f} ({slack_escape(anomaly["detector"])}'
         + (f'; {context}' if context else '')
         + ')'
     )
-    fields = [{'type': 'mrkdwn', 'text': f'*{k}*\n{_escape(v)}'} for k, v in key.items()]
+    fields = [{'type': 'mrkdwn', 'text': f'*{k}*\n{slack_escape(v)}'} for k, v in key.items()]
     fields += [
         {'type': 'mrkdwn', 'text': f'*value*\n{anomaly["value"]:.6g}'},
         {'type': 'mrkdwn', 'text': f'*score*\n{anomaly["anomaly_score"]:.2f}'},
@@ -164,7 +164,6 @@ def _rows_by_key(table: pa.Table, keys: tuple[str, ...]):
 class _AlertFn(beam.DoFn):
     LAST = ReadModifyWriteStateSpec('last_alert_us', PickleCoder())
     FORGET = TimerSpec('forget', beam.TimeDomain.WATERMARK)
-    MAX_WAIT_SECS = 60.0  # a longer Retry-After is not waited for in a worker: dead letter
 
     def __init__(self, url, keys, fmt, cooldown_us, pipeline, retry, timeout_secs):
         self._url = url
@@ -225,30 +224,39 @@ class _AlertFn(beam.DoFn):
 
     def _post(self, body: dict) -> str | None:
         """Delivers one alert; returns None, or why it could not be delivered."""
-        delays = self._retry.delays()
-        data = orjson.dumps(body)
-        while True:
-            try:
-                response = self._session.post(
-                    self._url,
-                    data=data,
-                    headers={'Content-Type': 'application/json'},
-                    timeout=self._timeout,
-                )
-                if response.status_code < 300:
-                    return None
-                if response.status_code != 429 and response.status_code < 500:
-                    return f'HTTP {response.status_code}: {response.text[:200]}'
-                problem, wait = (
-                    f'HTTP {response.status_code}',
-                    retry_after_secs(response.headers.get('Retry-After')),
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem, wait = type(exc).__name__, 0.0
-            delay = next(delays, None)
-            if delay is None:
-                return f'{problem} after {self._retry.attempts} attempts'
-            if wait > self.MAX_WAIT_SECS:
-                return f'{problem}, and asked to retry after {wait:.0f} s'
-            self._retries.inc()
-            time.sleep(max(delay, wait))
+        return post_json(
+            self._session, self._url, body, self._retry, self._timeout, self._retries.inc
+        )
+
+
+MAX_WAIT_SECS = 60.0  # a longer Retry-After is not waited for in a worker: dead letter
+
+
+def post_json(session, url: str, body: dict, retry: RetryPolicy, timeout: float, on_retry=None):
+    """POSTs ``body`` as JSON, retrying connection errors, timeouts, 429 and 5xx (honouring
+    ``Retry-After`` up to a minute). Returns None when delivered, else why not."""
+    delays = retry.delays()
+    data = orjson.dumps(body)
+    while True:
+        try:
+            response = session.post(
+                url, data=data, headers={'Content-Type': 'application/json'}, timeout=timeout
+            )
+            if response.status_code < 300:
+                return None
+            if response.status_code != 429 and response.status_code < 500:
+                return f'HTTP {response.status_code}: {response.text[:200]}'
+            problem, wait = (
+                f'HTTP {response.status_code}',
+                retry_after_secs(response.headers.get('Retry-After')),
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            problem, wait = type(exc).__name__, 0.0
+        delay = next(delays, None)
+        if delay is None:
+            return f'{problem} after {retry.attempts} attempts'
+        if wait > MAX_WAIT_SECS:
+            return f'{problem}, and asked to retry after {wait:.0f} s'
+        if on_retry is not None:
+            on_retry()
+        time.sleep(max(delay, wait))

@@ -25,6 +25,7 @@ from beam_pipelines.io.postgres import PostgresTarget
 from beam_pipelines.io.postgres import WriteToPostgres
 from beam_pipelines.io.postgres import event_days
 from beam_pipelines.io.warehouse_schema import ensure_event_partitions
+from beam_pipelines.transforms.quality import QUALITY_SCHEMA
 
 __all__ = ['WarehouseResult', 'WriteToWarehouse']
 
@@ -104,6 +105,17 @@ class WriteToWarehouse(beam.PTransform):
                 outputs['anomalies']
                 | 'AnomaliesToRows' >> beam.Map(_anomaly_rows).with_output_types(pa.Table)
                 | 'LoadAnomalies' >> WriteToPostgres(self._url, anomalies, self._pipeline_name)
+            )
+        if 'quality' in outputs:
+            quality = PostgresTarget(
+                'quality',
+                tuple(QUALITY_SCHEMA.names),
+                ('pipeline', 'run_key', 'source'),
+                s,
+                json_columns=('details', 'breaches'),
+            )
+            results['quality'] = outputs['quality'] | 'LoadQuality' >> WriteToPostgres(
+                self._url, quality, self._pipeline_name
             )
         if 'retractions' in outputs:
             retracted = PostgresTarget('aggregates', WINDOW_KEY, WINDOW_KEY, s, delete=True)

@@ -106,6 +106,36 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             ADD COLUMN IF NOT EXISTS is_final boolean;
         """,
     ),
+    (
+        3,
+        'data quality per source and run',
+        """
+        CREATE TABLE IF NOT EXISTS {s}.quality (
+            pipeline text NOT NULL,
+            run_key text NOT NULL,
+            source text NOT NULL,
+            measured_at timestamptz NOT NULL,
+            score double precision,
+            completeness double precision,
+            validity double precision,
+            uniqueness double precision,
+            timeliness double precision,
+            consistency double precision,
+            accuracy double precision,
+            records_read bigint NOT NULL,
+            dead_letters bigint NOT NULL,
+            duplicates bigint NOT NULL,
+            events bigint NOT NULL,
+            lag_p50_secs double precision,
+            lag_p95_secs double precision,
+            lag_max_secs double precision,
+            details jsonb,
+            breaches jsonb,
+            PRIMARY KEY (pipeline, run_key, source)
+        );
+        CREATE INDEX IF NOT EXISTS quality_measured ON {s}.quality (measured_at);
+        """,
+    ),
 )
 
 

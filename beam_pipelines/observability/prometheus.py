@@ -117,6 +117,8 @@ class Snapshot:
                 gauge.add_metric(values, x)
                 families.append(gauge)
         for (base, labels), (_, v) in sorted(self.gauges.items()):
+            if base.endswith('_ppm'):  # Beam gauges hold integers: parts per million
+                base, v = base[: -len('_ppm')], v / 1_000_000
             gauge = GaugeMetricFamily(
                 PREFIX + base, f'Beam gauge {base}.', labels=[k for k, _ in labels]
             )

@@ -7,6 +7,7 @@ from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.observability import ObservabilityOptions
 from beam_pipelines.options.output import OutputOptions
 from beam_pipelines.options.postgres import PostgresOptions
+from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.options.redis import RedisOptions
 from beam_pipelines.options.rest_api import RestApiOptions
 from beam_pipelines.options.source import SourceOptions
@@ -22,6 +23,7 @@ __all__ = [
     'ObservabilityOptions',
     'OutputOptions',
     'PostgresOptions',
+    'QualityOptions',
     'RedisOptions',
     'RestApiOptions',
     'SourceOptions',

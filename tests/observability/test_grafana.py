@@ -51,7 +51,7 @@ def test_the_dashboard_queries_only_metrics_the_project_exports(
     prefix = f'test:{pg_schema}:'
     metrics_file = tmp_path / 'metrics.prom'
     argv = ['--input', str(tmp_path / 'events.jsonl'), '--output_dir', str(tmp_path / 'out')]
-    argv += ['--postgres_url', pg_url, '--pg_schema', pg_schema, '--detect_anomalies']
+    argv += ['--postgres_url', pg_url, '--pg_schema', pg_schema, '--detect_anomalies', '--quality']
     argv += ['--redis_url', REDIS_URL, '--redis_prefix', prefix]
     try:
         assert event_analytics.run([*argv, '--metrics_file', str(metrics_file)]) == 0
@@ -69,7 +69,7 @@ def test_the_dashboard_queries_only_metrics_the_project_exports(
     assert used, 'the dashboard queries nothing'
     assert used <= exported, f'not exported: {sorted(used - exported)}'
     titles = ' '.join(p['title'].lower() for p in dash['panels'])
-    for topic in ('throughput', 'dead-letter', 'lag', 'anomalies', 'latency'):
+    for topic in ('throughput', 'dead-letter', 'lag', 'anomalies', 'latency', 'quality score'):
         assert topic in titles
 
 
