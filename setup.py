@@ -8,6 +8,7 @@ REQUIRED = [
     'apache-beam[gcp,aws]>=2.77.0,<2.78.0',
     'fastavro>=1.9,<2',
     'numpy>=1.26,<3',
+    'openlineage-python>=1.30,<2',
     'orjson>=3.9,<4',
     'paho-mqtt>=2.1,<3',
     'prometheus-client>=0.20,<1',

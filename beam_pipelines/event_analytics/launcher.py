@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipelines import cli
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.event_analytics.lineage_step import RunLineage
 from beam_pipelines.event_analytics.pipeline import build_pipeline
 from beam_pipelines.event_analytics.rerun import Rerunner
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
@@ -114,9 +115,10 @@ def _run(options, config: Config, metrics: RunMetrics | None) -> int:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config)
+    observers = _Observers(metrics, RunLineage.of(options, config, pipeline))
     if config.every_secs is None:
         clear_current(config)
-        return _run_once(pipeline.run, config, metrics, started)
+        return _run_once(pipeline.run, config, observers, started)
     # Local continuous mode: a bounded run per tick, state carried in --state_dir.
     rerunner = Rerunner(pipeline, options)
     done = 0
@@ -129,27 +131,52 @@ def _run(options, config: Config, metrics: RunMetrics | None) -> int:
         # The pipeline is built (and on the local runners translated) once and run again on each
         # tick. A file input is read again every run: the ids kept drop its duplicates.
         clear_current(config)
-        status = _run_once(rerunner.run, config, metrics)
+        status = _run_once(rerunner.run, config, observers)
         if status != 0:
             return status
         done += 1
     return 0
 
 
-def _run_once(
-    run_pipeline, config: Config, metrics: RunMetrics | None, started: float | None = None
-) -> int:
-    """Runs the built pipeline (``run_pipeline()``) and exports its metrics; ``started``
+class _Observers:
+    """What watches each run: the Prometheus export and the OpenLineage events (either may be
+    None)."""
+
+    def __init__(self, metrics: RunMetrics | None, lineage: RunLineage | None):
+        self.metrics = metrics
+        self.lineage = lineage
+
+    def started(self) -> None:
+        if self.metrics is not None:
+            self.metrics.started()
+        if self.lineage is not None:
+            self.lineage.start()
+
+    def finished(self, result, summary, seconds: float, status: int, error) -> None:
+        if self.metrics is not None:
+            self.metrics.finished(result, summary, seconds, status == 0)
+        if self.lineage is None:
+            return
+        if error is None and status == 0:
+            self.lineage.complete((summary or {}).get('counts'))
+        else:
+            self.lineage.fail(error or RuntimeError(f'{PIPELINE_NAME} exited with status {status}'))
+
+
+def _run_once(run_pipeline, config: Config, observers: _Observers, started=None) -> int:
+    """Runs the built pipeline (``run_pipeline()``), telling the observers; ``started``
     (monotonic) counts its building in the time."""
     started = time.monotonic() if started is None else started
-    if metrics is None:
-        return _run_and_report(run_pipeline, config, started)[0]
-    metrics.started()
-    result, summary, status = None, None, cli.EXIT_FAILED
+    observers.started()
+    result = summary = error = None
+    status = cli.EXIT_FAILED
     try:
         status, result, summary = _run_and_report(run_pipeline, config, started)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        metrics.finished(result, summary, time.monotonic() - started, status == 0)
+        observers.finished(result, summary, time.monotonic() - started, status, error)
     return status
 
 

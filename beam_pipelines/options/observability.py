@@ -30,3 +30,17 @@ class ObservabilityOptions(PipelineOptions):
             default=0.0,
             help='Keep serving --metrics_port this long after the last run, to be scraped.',
         )
+        parser.add_argument(
+            '--lineage_file',
+            default=None,
+            help='Append OpenLineage run events (START, COMPLETE, FAIL) to this JSON Lines file, '
+            'and write the pipeline graph as Mermaid to lineage.mmd in --output_dir.',
+        )
+        parser.add_argument(
+            '--lineage_url',
+            default=None,
+            help='POST OpenLineage run events to this endpoint (e.g. Marquez: http://host:5000).',
+        )
+        parser.add_argument(
+            '--lineage_namespace', default='beam_pipelines', help='The OpenLineage job namespace.'
+        )

@@ -190,7 +190,9 @@ class FieldProfile:
         if self.len_max or self.len_min != math.inf:
             out['string_length'] = {'min': int(self.len_min), 'max': self.len_max}
         if self.top:
-            out['top_values'] = [[str(v), n] for v, n in self.top.most_common(5)]
+            # Ties in a stable order (by value), whatever order the batches merged in.
+            ranked = sorted(self.top.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            out['top_values'] = [[str(v), n] for v, n in ranked[:5]]
         return out
 
 

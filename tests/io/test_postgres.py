@@ -31,6 +31,7 @@ from beam_pipelines.io.postgres import RetryPolicy
 from beam_pipelines.io.postgres import WriteToPostgres
 from beam_pipelines.io.postgres import _WriteFn
 from beam_pipelines.io.postgres import redact
+from beam_pipelines.io.warehouse_schema import MIGRATIONS
 from beam_pipelines.io.warehouse_schema import migrate
 from tests.conftest import service_unavailable
 
@@ -82,7 +83,7 @@ def test_redact_hides_passwords():
 def test_migrate_is_idempotent(pg_url, pg_schema):
     conn = psycopg2.connect(pg_url)
     try:
-        assert migrate(conn, pg_schema) == [1, 2]
+        assert migrate(conn, pg_schema) == [v for v, _, _ in MIGRATIONS]
         assert migrate(conn, pg_schema) == []
     finally:
         conn.close()

@@ -5,6 +5,7 @@ server (aiosmtpd), and undeliverable notifications kept as dead letters."""
 from __future__ import annotations
 
 import email
+import email.policy
 import glob
 import json
 
@@ -40,7 +41,9 @@ class Mailbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content))
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
         return '250 OK'
 
 
@@ -116,7 +119,7 @@ def test_quality_rows_notifications_and_warehouse(tmp_path, pg_url, pg_schema, s
     assert 'Data quality breach' in body['text']
     (mail,) = mailbox.messages
     assert mail['To'] == 'oncall@example.org, data@example.org'
-    assert str(path) in mail['Subject'] and 'score' in mail.get_payload()
+    assert str(path) in mail['Subject'] and 'score' in mail.get_content()
     assert c['quality_alerts_sent'] == 2 and c['quality_breached_sources'] == 1
 
     with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
