@@ -25,9 +25,11 @@ TEST = [
     'aiosmtpd>=1.4,<2',
     'hypothesis>=6.100,<7',
     'moto[server]>=5,<6',
+    'pillow>=10,<13',
     'pytest>=8,<10',
     'pytest-xdist>=3.5,<4',
     'ruff>=0.6,<1',
+    'selenium>=4.20,<5',
 ]
 
 setuptools.setup(

@@ -25,6 +25,7 @@ from beam_pipelines.options import AnomalyOptions
 from beam_pipelines.options import FeatureOptions
 from beam_pipelines.options import FlinkCheckpointOptions
 from beam_pipelines.options import InputOptions
+from beam_pipelines.options import ObservabilityOptions
 from beam_pipelines.options import OutputOptions
 from beam_pipelines.options import PostgresOptions
 from beam_pipelines.options import RedisOptions
@@ -109,6 +110,7 @@ class Config:
     anomaly: AnomalyConfig | None = None
     features: FeatureConfig | None = None
     quality: QualityConfig | None = None
+    report: bool = True
 
     @property
     def part_prefix(self) -> str:
@@ -260,6 +262,7 @@ class Config:
             anomaly=_anomaly_config(options, trigger, trig.state_dir),
             features=_feature_config(options, streaming, trig.state_dir),
             quality=quality_config(options, schema, streaming or trig.state_dir is not None),
+            report=not options.view_as(ObservabilityOptions).no_report,
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,
             wire=wire,

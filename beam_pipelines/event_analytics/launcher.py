@@ -3,6 +3,7 @@ interval, print each run's summary."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -26,9 +27,13 @@ from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.warehouse_schema import migrate
 from beam_pipelines.observability.prometheus import RunMetrics
+from beam_pipelines.observability.report import REPORT_FILE
+from beam_pipelines.observability.report import write_report
 from beam_pipelines.options import ObservabilityOptions
 
 __all__ = ['format_summary', 'prepare_warehouse', 'run']
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def prepare_warehouse(config: Config) -> None:
@@ -180,6 +185,15 @@ def _run_once(run_pipeline, config: Config, observers: _Observers, started=None)
     return status
 
 
+def _report(config: Config) -> None:
+    try:
+        path = write_report(config.output_dir)
+    except Exception:
+        _LOGGER.warning('could not write %s', REPORT_FILE, exc_info=True)
+        return
+    print(f'  report: {path}', flush=True)
+
+
 def _run_and_report(run_pipeline, config: Config, started: float):
     """(exit status, the pipeline result, the run summary)."""
     result = run_pipeline()
@@ -199,6 +213,8 @@ def _run_and_report(run_pipeline, config: Config, started: float):
         )
         return cli.EXIT_FAILED, result, None
     print(format_summary(summary, seconds), flush=True)
+    if config.report:
+        _report(config)
     if not summary['balanced']:
         print(
             f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',

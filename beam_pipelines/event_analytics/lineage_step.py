@@ -10,6 +10,7 @@ from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.observability.lineage import AGGREGATE_LINEAGE
+from beam_pipelines.observability.lineage import MERMAID_FILE
 from beam_pipelines.observability.lineage import Lineage
 from beam_pipelines.observability.lineage import inputs_of
 from beam_pipelines.observability.lineage import mermaid
@@ -18,8 +19,6 @@ from beam_pipelines.observability.lineage import table_id
 from beam_pipelines.options import ObservabilityOptions
 
 __all__ = ['RunLineage']
-
-MERMAID_FILE = 'lineage.mmd'
 
 
 def _fields(schema) -> list[tuple[str, str]]:

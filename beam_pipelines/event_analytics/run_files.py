@@ -11,6 +11,8 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.observability.lineage import MERMAID_FILE
+from beam_pipelines.observability.report import REPORT_FILE
 from beam_pipelines.transforms.micro_batch import commit_state
 
 __all__ = [
@@ -69,7 +71,8 @@ def clear_current(config: Config) -> None:
 
 def clear_outputs(config: Config) -> None:
     """Deletes this pipeline's previous outputs (only its own sub-paths) so reruns are clean."""
-    patterns = [config.path(part, '*') for part in OUTPUT_PARTS] + [config.path(SUMMARY_FILE)]
+    patterns = [config.path(part, '*') for part in OUTPUT_PARTS]
+    patterns += [config.path(name) for name in (SUMMARY_FILE, REPORT_FILE, MERMAID_FILE)]
     stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
     if stale:
         _LOGGER.info('removing %d files of a previous run under %s', len(stale), config.output_dir)

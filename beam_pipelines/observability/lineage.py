@@ -36,6 +36,7 @@ from openlineage.client.transport.http import HttpTransport
 
 __all__ = [
     'AGGREGATE_LINEAGE',
+    'MERMAID_FILE',
     'Lineage',
     'dataset_id',
     'inputs_of',
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 PRODUCER = 'https://github.com/beam-pipelines/beam_pipelines'
+MERMAID_FILE = 'lineage.mmd'  # the pipeline graph, beside the outputs
 MAX_FILES = 100  # more input files than this are one dataset, the glob
 # How the aggregates' columns derive from the events' (column-level lineage).
 AGGREGATE_LINEAGE: dict[str, tuple[tuple[str, ...], str, str]] = {

@@ -44,3 +44,9 @@ class ObservabilityOptions(PipelineOptions):
         parser.add_argument(
             '--lineage_namespace', default='beam_pipelines', help='The OpenLineage job namespace.'
         )
+        parser.add_argument(
+            '--no_report',
+            action='store_true',
+            help='Do not write report.html (counts, dead letters, charts, quality, lineage) in '
+            '--output_dir after each run.',
+        )
