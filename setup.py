@@ -29,6 +29,7 @@ TEST = [
     'pytest>=8,<10',
     'pytest-xdist>=3.5,<4',
     'ruff>=0.6,<1',
+    'schemathesis>=4,<5',
     'selenium>=4.20,<5',
 ]
 

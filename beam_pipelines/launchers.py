@@ -66,6 +66,11 @@ LAUNCHERS: tuple[Launcher, ...] = (
         'Profile a dataset: types, nulls, distinct values, extremes, quantiles, histograms.',
         pipeline=True,
     ),
+    Launcher(
+        'ops',
+        'beam_pipelines.ops',
+        'The ops API: health, metrics, runs, dead letters, read-only warehouse queries.',
+    ),
     Launcher('warehouse', 'beam_pipelines.warehouse', 'Create or migrate the warehouse schema.'),
     Launcher('generate_events', 'beam_pipelines.generate_events', 'Generate sample events.'),
     Launcher(

@@ -45,9 +45,11 @@ def sign(secret: bytes, timestamp: int | str, body: bytes) -> str:
     return f'sha256={digest}'
 
 
-def load_secrets(path: str | None = None, env: Mapping[str, str] = os.environ) -> list[bytes]:
+def load_secrets(
+    path: str | None = None, env: Mapping[str, str] = os.environ, env_name: str = SECRETS_ENV
+) -> list[bytes]:
     """The valid secrets: one per line of ``path`` (blank lines and ``#`` comments skipped),
-    else the comma-separated ``BEAM_PIPELINES_INGEST_SECRETS`` environment variable.
+    else the comma-separated environment variable ``env_name``.
 
     Raises:
         ValueError: no secret found, or one shorter than 16 bytes.
@@ -58,8 +60,8 @@ def load_secrets(path: str | None = None, env: Mapping[str, str] = os.environ) -
         secrets = [line for line in lines if line and not line.startswith('#')]
         origin = path
     else:
-        secrets = [s.strip() for s in env.get(SECRETS_ENV, '').split(',') if s.strip()]
-        origin = SECRETS_ENV
+        secrets = [s.strip() for s in env.get(env_name, '').split(',') if s.strip()]
+        origin = env_name
     if not secrets:
         raise ValueError(f'no secret in {origin}')
     if any(len(s.encode()) < 16 for s in secrets):

@@ -1,0 +1,53 @@
+"""``python -m beam_pipelines.ops serve``: the ops API.
+
+::
+
+    python -m beam_pipelines.ops serve --port 8090 --token_file ops_tokens.txt \\
+        --runs_root 'out*' --postgres_url postgresql://bp_reader@127.0.0.1/test
+
+Tokens: one per line in ``--token_file`` (several while rotating), else the comma-separated
+``BEAM_PIPELINES_OPS_TOKENS``; at least 16 bytes each. ``--postgres_url`` should name a
+read-only role (``python -m beam_pipelines.warehouse grant-readonly --role bp_reader``); reads
+run in read-only transactions anyway.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from beam_pipelines import cli
+from beam_pipelines.ingest.auth import load_secrets
+from beam_pipelines.ops.app import OpsConfig
+from beam_pipelines.ops.app import make_app
+
+__all__ = ['TOKENS_ENV', 'run']
+
+PROG = 'beam_pipelines.ops'
+TOKENS_ENV = 'BEAM_PIPELINES_OPS_TOKENS'
+
+
+def _parser():
+    parser = cli.ArgumentParser(prog=f'python -m {PROG}', allow_abbrev=False)
+    commands = parser.add_subparsers(dest='command', required=True, parser_class=cli.ArgumentParser)
+    serve = commands.add_parser('serve', help='Serve the ops API.')
+    serve.add_argument('--host', default='127.0.0.1', help='Address to listen on.')
+    serve.add_argument('--port', type=int, default=8090, help='Port to listen on.')
+    serve.add_argument('--token_file', default=None, help=f'Tokens (default ${TOKENS_ENV}).')
+    serve.add_argument('--runs_root', default='out', help='Glob of run output directories.')
+    serve.add_argument('--postgres_url', default=None, help='The warehouse (a read-only role).')
+    serve.add_argument('--pg_schema', default='public', help='The warehouse schema.')
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        tokens = load_secrets(args.token_file, env_name=TOKENS_ENV)
+    except (OSError, ValueError) as exc:
+        raise cli.UsageError(f'tokens: {exc}') from None
+    config = OpsConfig(tokens, args.runs_root, args.postgres_url, args.pg_schema)
+    print(f'{PROG}: serving on http://{args.host}:{args.port} (OpenAPI: /openapi.json)', flush=True)
+    web.run_app(make_app(config), host=args.host, port=args.port, print=None)
+    return 0
