@@ -36,7 +36,7 @@ from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_sink import WriteToRedis
 from beam_pipelines.io.warehouse import WriteToWarehouse
-from beam_pipelines.io.warehouse import _event_rows
+from beam_pipelines.io.warehouse import event_rows
 from beam_pipelines.io.warehouse_schema import ensure_event_partitions
 from beam_pipelines.io.warehouse_schema import migrate
 
@@ -71,7 +71,7 @@ def _pipeline_postgres(url: str, schema: str, events: list[pa.Table]) -> float:
 def _plain_copy(url: str, schema: str, events: pa.Table, into_warehouse: bool) -> None:
     """COPY straight into a bare table, or into a fresh copy of the (indexed, partitioned)
     warehouse ``events`` table: the latter isolates what the upsert itself costs."""
-    rows = _event_rows(events)
+    rows = event_rows(events)
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:

@@ -40,7 +40,14 @@ from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table c
 from beam_pipelines.redaction import redact
 from beam_pipelines.throttling import RetryPolicy
 
-__all__ = ['PostgresTarget', 'RetryPolicy', 'WriteToPostgres', 'connect', 'redact']
+__all__ = [
+    'PostgresTarget',
+    'RetryPolicy',
+    'WriteToPostgres',
+    'connect',
+    'copy_and_merge',
+    'redact',
+]
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = 'beam_pipelines'
@@ -271,30 +278,38 @@ class _WriteFn(beam.DoFn):
             return ok_a + ok_b, bad_a + bad_b
 
     def _copy_and_merge(self, cur, table: pa.Table) -> None:
-        if self._before_load is not None:
-            self._before_load(cur, table)
-        staging = ident(f'_stage_{self._target.table}')
-        if self._target.delete:  # only the key columns (the table's NOT NULLs don't apply)
-            cols = ', '.join(ident(c) for c in self._target.columns)
-            cur.execute(
-                f'CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS '
-                f'SELECT {cols} FROM {self._target.qualified} WITH NO DATA'
-            )
-        else:
-            cur.execute(
-                f'CREATE TEMP TABLE IF NOT EXISTS {staging} '
-                f'(LIKE {self._target.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
-            )
-        for name in self._target.json_columns:
-            cur.execute(f'ALTER TABLE {staging} ALTER COLUMN {ident(name)} TYPE text')
-        buffer = io.BytesIO()
-        pacsv.write_csv(
-            table, buffer, pacsv.WriteOptions(include_header=False, quoting_style='all_valid')
+        copy_and_merge(cur, self._target, table, self._before_load)
+
+
+def copy_and_merge(cur, target: PostgresTarget, table: pa.Table, before_load=None) -> None:
+    """COPYs ``table`` into a temporary staging table and merges it into ``target`` (the
+    upsert or delete of :meth:`PostgresTarget.merge_sql`), in the caller's transaction."""
+    if before_load is not None:
+        before_load(cur, table)
+    if not target.delete:  # ON CONFLICT cannot touch one row twice in a statement
+        table = _last_per_key(table, target.key)
+    staging = ident(f'_stage_{target.table}')
+    if target.delete:  # only the key columns (the table's NOT NULLs don't apply)
+        cols = ', '.join(ident(c) for c in target.columns)
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS '
+            f'SELECT {cols} FROM {target.qualified} WITH NO DATA'
         )
-        buffer.seek(0)
-        cols = ', '.join(ident(c) for c in self._target.columns)
-        cur.copy_expert(f'COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)', buffer)
-        cur.execute(self._target.merge_sql(staging))
+    else:
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS {staging} '
+            f'(LIKE {target.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+        )
+    for name in target.json_columns:
+        cur.execute(f'ALTER TABLE {staging} ALTER COLUMN {ident(name)} TYPE text')
+    buffer = io.BytesIO()
+    pacsv.write_csv(
+        table, buffer, pacsv.WriteOptions(include_header=False, quoting_style='all_valid')
+    )
+    buffer.seek(0)
+    cols = ', '.join(ident(c) for c in target.columns)
+    cur.copy_expert(f'COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)', buffer)
+    cur.execute(target.merge_sql(staging))
 
 
 def _last_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:

@@ -27,7 +27,14 @@ from beam_pipelines.io.postgres import event_days
 from beam_pipelines.io.warehouse_schema import ensure_event_partitions
 from beam_pipelines.transforms.quality import QUALITY_SCHEMA
 
-__all__ = ['WarehouseResult', 'WriteToWarehouse']
+__all__ = [
+    'EventPartitions',
+    'WarehouseResult',
+    'WriteToWarehouse',
+    'dead_letter_id',
+    'event_rows',
+    'events_target',
+]
 
 EVENT_COLUMNS = (
     'event_id',
@@ -72,9 +79,7 @@ class WriteToWarehouse(beam.PTransform):
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> WarehouseResult:
         s = self._schema
-        events = PostgresTarget(
-            'events', EVENT_COLUMNS, ('event_id', 'event_time'), s, json_columns=('attributes',)
-        )
+        events = events_target(s)
         aggregates = aggregates_target(s, self._accumulation)
         dead = PostgresTarget(
             'dead_letters', DEAD_LETTER_COLUMNS, ('id',), s, update=False, json_columns=('source',)
@@ -82,10 +87,10 @@ class WriteToWarehouse(beam.PTransform):
         results = {
             'events': (
                 outputs['events']
-                | 'EventsToRows' >> beam.Map(_event_rows).with_output_types(pa.Table)
+                | 'EventsToRows' >> beam.Map(event_rows).with_output_types(pa.Table)
                 | 'LoadEvents'
                 >> WriteToPostgres(
-                    self._url, events, self._pipeline_name, before_load=_EventPartitions(s)
+                    self._url, events, self._pipeline_name, before_load=EventPartitions(s)
                 )
             ),
             'aggregates': outputs['aggregates']
@@ -183,7 +188,7 @@ def _update(sets: list[str], where: str | None = None) -> str:
     return 'DO UPDATE SET ' + ', '.join(sets) + (f' WHERE {where}' if where else '')
 
 
-class _EventPartitions:
+class EventPartitions:
     """Creates the daily partitions a batch of events needs (picklable, for the DoFn)."""
 
     def __init__(self, schema: str):
@@ -193,7 +198,15 @@ class _EventPartitions:
         ensure_event_partitions(cur, self._schema, event_days(table, 'event_time'))
 
 
-def _event_rows(table: pa.Table) -> pa.Table:
+def events_target(schema: str) -> PostgresTarget:
+    """How clean events land: upserted on (event_id, event_time)."""
+    return PostgresTarget(
+        'events', EVENT_COLUMNS, ('event_id', 'event_time'), schema, json_columns=('attributes',)
+    )
+
+
+def event_rows(table: pa.Table) -> pa.Table:
+    """Clean event tables as ``events`` rows."""
     n = table.num_rows
     columns = {
         'event_id': table.column('event_id'),

@@ -136,6 +136,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS quality_measured ON {s}.quality (measured_at);
         """,
     ),
+    (
+        4,
+        'dead-letter replay attempts',
+        """
+        ALTER TABLE {s}.dead_letters
+            ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 1,
+            ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz;
+        """,
+    ),
 )
 
 

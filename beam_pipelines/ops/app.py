@@ -1,5 +1,7 @@
-"""The ops API (aiohttp): health, metrics, recent runs, dead-letter browsing and allow-listed
-read-only warehouse queries, behind bearer tokens; its OpenAPI document at ``/openapi.json``.
+"""The ops API (aiohttp): health, metrics, recent runs, dead-letter browsing and replay, and
+allow-listed read-only warehouse queries, behind bearer tokens; its OpenAPI document at
+``/openapi.json``. Replays (``POST /dead-letters/replay``) write, through their own connection
+URL; everything else only reads.
 
 Every warehouse read runs in a read-only transaction on the connection URL given (which should
 be a read-only role: ``python -m beam_pipelines.warehouse grant-readonly``), with every value
@@ -29,6 +31,8 @@ from beam_pipelines.ops.queries import MAX_LIMIT
 from beam_pipelines.ops.queries import MAX_OFFSET
 from beam_pipelines.ops.queries import NAMED
 from beam_pipelines.ops.queries import dead_letters_query
+from beam_pipelines.ops.replay import MAX_REPLAY
+from beam_pipelines.ops.replay import replay
 from beam_pipelines.redaction import redact
 
 __all__ = ['OpsConfig', 'make_app']
@@ -45,13 +49,28 @@ class OpsConfig:
         runs_root: a glob of run output directories (each with ``run_summary.json``).
         postgres_url: the warehouse, through a read-only role (None: no warehouse endpoints).
         pg_schema: the warehouse schema.
+        replay_url: the warehouse through a role that may write, for replays (None: none).
+        event_schema: the compiled event schema replays validate against.
+        pipeline: names the pipeline in replayed records' new errors.
     """
 
-    def __init__(self, tokens, runs_root: str, postgres_url: str | None, pg_schema: str):
+    def __init__(
+        self,
+        tokens,
+        runs_root: str,
+        postgres_url: str | None,
+        pg_schema: str,
+        replay_url: str | None = None,
+        event_schema=None,
+        pipeline: str = 'event_analytics',
+    ):
         self.tokens = [t if isinstance(t, bytes) else t.encode() for t in tokens]
         self.runs_root = runs_root
         self.postgres_url = postgres_url
         self.pg_schema = pg_schema
+        self.replay_url = replay_url
+        self.event_schema = event_schema
+        self.pipeline = pipeline
 
 
 class _BadRequest(Exception):
@@ -213,7 +232,45 @@ def make_app(config: OpsConfig) -> web.Application:
         rows = await query_db(query.compose(config.pg_schema), params)
         return web.json_response({'rows': rows})
 
+    async def replay_dead_letters(request):
+        if config.replay_url is None:
+            raise web.HTTPServiceUnavailable(
+                reason='replay is not configured (--replay_postgres_url)'
+            )
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _BadRequest('the body must be a JSON object') from None
+        if not isinstance(body, dict) or set(body) - {'ids', 'filter', 'limit'}:
+            raise _BadRequest('the body takes ids, filter and limit')
+        ids = body.get('ids')
+        if ids is not None and (
+            not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids)
+        ):
+            raise _BadRequest('ids must be a list of dead-letter ids')
+        filters = body.get('filter') or {}
+        if not isinstance(filters, dict) or set(filters) - set(DEAD_LETTER_FILTERS):
+            raise _BadRequest(f'filter takes {", ".join(DEAD_LETTER_FILTERS)}')
+        for name, value in filters.items():
+            if not isinstance(value, str) or len(value) > 200:
+                raise _BadRequest(f'filter.{name} must be a string of at most 200 characters')
+        if ids is None and not filters:
+            raise _BadRequest('give ids or a filter')
+        # A value the database cannot hold (NUL, a lone surrogate) matches no dead letter.
+        if not all(_storable(v) for v in filters.values()):
+            return web.json_response({'replayed': 0, 'recovered': [], 'failed_again': []})
+        if ids is not None:
+            ids = [i for i in ids if _storable(i)]
+        limit = body.get('limit', 100)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_REPLAY:
+            raise _BadRequest(f'limit must be an integer from 1 to {MAX_REPLAY}')
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, _replay, config, ids, filters, limit
+        )
+        return web.json_response(result)
+
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
+    app.router.add_post('/dead-letters/replay', replay_dead_letters)
     app.router.add_get('/health', health)
     app.router.add_get('/metrics', metrics)
     app.router.add_get('/openapi.json', openapi)
@@ -225,6 +282,16 @@ def make_app(config: OpsConfig) -> web.Application:
     return app
 
 
+def _storable(text: str) -> bool:
+    if '\x00' in text:
+        return False
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _authorised(request, tokens: list[bytes]) -> bool:
     header = request.headers.get('Authorization', '')
     if not header.startswith('Bearer '):
@@ -232,6 +299,16 @@ def _authorised(request, tokens: list[bytes]) -> bool:
     given = header[len('Bearer ') :].strip().encode()
     # Every token compared, in constant time: no early exit tells which one was close.
     return any([hmac.compare_digest(given, t) for t in tokens])
+
+
+def _replay(config: OpsConfig, ids, filters, limit) -> dict:
+    conn = connect(config.replay_url)
+    try:
+        return replay(
+            conn, config.pg_schema, config.event_schema, config.pipeline, ids, filters, limit
+        )
+    finally:
+        conn.close()
 
 
 def _read_only(url: str, sql, params) -> list[dict]:

@@ -21,6 +21,10 @@ from beam_pipelines import cli
 from beam_pipelines.ingest.auth import load_secrets
 from beam_pipelines.ops.app import OpsConfig
 from beam_pipelines.ops.app import make_app
+from beam_pipelines.options.input import DEFAULT_SCHEMA
+from beam_pipelines.schema import SchemaError
+from beam_pipelines.schema import compile_schema
+from beam_pipelines.schema import load_model
 
 __all__ = ['TOKENS_ENV', 'run']
 
@@ -38,6 +42,16 @@ def _parser():
     serve.add_argument('--runs_root', default='out', help='Glob of run output directories.')
     serve.add_argument('--postgres_url', default=None, help='The warehouse (a read-only role).')
     serve.add_argument('--pg_schema', default='public', help='The warehouse schema.')
+    serve.add_argument(
+        '--replay_postgres_url',
+        default=None,
+        help='The warehouse through a role that may write: enables POST /dead-letters/replay.',
+    )
+    serve.add_argument(
+        '--schema',
+        default=DEFAULT_SCHEMA,
+        help='The event schema replays validate against (module:Class, the fixed one).',
+    )
     return parser
 
 
@@ -47,7 +61,18 @@ def run(argv: list[str] | None = None) -> int:
         tokens = load_secrets(args.token_file, env_name=TOKENS_ENV)
     except (OSError, ValueError) as exc:
         raise cli.UsageError(f'tokens: {exc}') from None
-    config = OpsConfig(tokens, args.runs_root, args.postgres_url, args.pg_schema)
+    try:
+        event_schema = compile_schema(load_model(args.schema))
+    except SchemaError as exc:
+        raise cli.UsageError(str(exc)) from None
+    config = OpsConfig(
+        tokens,
+        args.runs_root,
+        args.postgres_url,
+        args.pg_schema,
+        args.replay_postgres_url,
+        event_schema,
+    )
     print(f'{PROG}: serving on http://{args.host}:{args.port} (OpenAPI: /openapi.json)', flush=True)
     web.run_app(make_app(config), host=args.host, port=args.port, print=None)
     return 0

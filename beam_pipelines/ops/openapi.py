@@ -7,6 +7,7 @@ from beam_pipelines.ops.queries import DEAD_LETTER_FILTERS
 from beam_pipelines.ops.queries import MAX_LIMIT
 from beam_pipelines.ops.queries import MAX_OFFSET
 from beam_pipelines.ops.queries import NAMED
+from beam_pipelines.ops.replay import MAX_REPLAY
 
 __all__ = ['spec']
 
@@ -24,6 +25,8 @@ _ERROR = {
 }
 _OBJECT = {'type': 'object', 'additionalProperties': True}
 _NULLABLE_STR = {'type': 'string', 'nullable': True}
+# Text parameters: no NUL (PostgreSQL text cannot hold one), at most 200 characters.
+_TEXT = {'type': 'string', 'maxLength': 200, 'pattern': '^[^\\u0000]*$'}
 
 
 def _json(schema: dict, description: str = 'OK') -> dict:
@@ -90,7 +93,7 @@ def _query_path(name: str, query) -> dict:
     for pname, ptype, required in query.params:
         schema = {
             int: {'type': 'integer', 'minimum': 1, 'maximum': MAX_LIMIT},
-            str: {'type': 'string', 'minLength': 1, 'maxLength': 200},
+            str: {**_TEXT, 'minLength': 1},
         }.get(ptype, {'type': 'string', 'format': 'date-time'})
         params.append({'name': pname, 'in': 'query', 'required': required, 'schema': schema})
     return {
@@ -183,10 +186,7 @@ def spec() -> dict:
                 'summary': 'Dead letters in the warehouse, newest first, filtered.',
                 'operationId': 'dead_letters',
                 'parameters': [
-                    *(
-                        {'name': n, 'in': 'query', 'schema': {'type': 'string', 'maxLength': 200}}
-                        for n in DEAD_LETTER_FILTERS
-                    ),
+                    *({'name': n, 'in': 'query', 'schema': _TEXT} for n in DEAD_LETTER_FILTERS),
                     *_time_params(),
                     *_page_params(),
                 ],
@@ -202,6 +202,61 @@ def spec() -> dict:
                     ),
                     '400': _ERROR,
                     '401': _ERROR,
+                    '503': _ERROR,
+                },
+            }
+        },
+        '/dead-letters/replay': {
+            'post': {
+                'summary': 'Re-feed dead letters through the pipeline (after a fix); those that '
+                'fail again stay, with their attempts counted.',
+                'operationId': 'replay_dead_letters',
+                'requestBody': {
+                    'required': True,
+                    'content': {
+                        'application/json': {
+                            'schema': {
+                                'type': 'object',
+                                'additionalProperties': False,
+                                # Which dead letters: by id, by filter, or both.
+                                'anyOf': [{'required': ['ids']}, {'required': ['filter']}],
+                                'properties': {
+                                    'ids': {
+                                        'type': 'array',
+                                        'items': {'type': 'string', 'maxLength': 64},
+                                        'maxItems': MAX_REPLAY,
+                                    },
+                                    'filter': {
+                                        'type': 'object',
+                                        'additionalProperties': False,
+                                        'minProperties': 1,
+                                        'properties': {n: _TEXT for n in DEAD_LETTER_FILTERS},
+                                    },
+                                    'limit': {
+                                        'type': 'integer',
+                                        'minimum': 1,
+                                        'maximum': MAX_REPLAY,
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                'responses': {
+                    '200': _json(
+                        {
+                            'type': 'object',
+                            'required': ['replayed', 'recovered', 'failed_again'],
+                            'properties': {
+                                'replayed': {'type': 'integer'},
+                                'recovered': {'type': 'array', 'items': {'type': 'string'}},
+                                'failed_again': {'type': 'array', 'items': _OBJECT},
+                            },
+                        }
+                    ),
+                    '400': _ERROR,
+                    '401': _ERROR,
+                    '404': _ERROR,
                     '503': _ERROR,
                 },
             }

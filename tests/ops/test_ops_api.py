@@ -25,6 +25,7 @@ from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
 from tests.conftest import local_server
+from tests.io.test_postgres import PG_URL
 from tests.io.test_postgres import pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +72,7 @@ def loaded(tmp_path_factory, pg_url):  # noqa: F811
 def service(loaded):
     env = {**os.environ, 'BEAM_PIPELINES_OPS_TOKENS': TOKEN}
     args = ['--runs_root', loaded['root'], '--postgres_url', loaded['reader']]
-    args += ['--pg_schema', loaded['schema']]
+    args += ['--pg_schema', loaded['schema'], '--replay_postgres_url', PG_URL]
     module = 'beam_pipelines.ops'
     with local_server(
         lambda port: [sys.executable, '-m', module, 'serve', '--port', str(port), *args], env=env
@@ -175,3 +176,77 @@ def test_the_service_keeps_its_openapi_contract(service):
             case.call_and_validate(headers=AUTH)
 
         check()
+
+
+def post(url, body, headers=AUTH):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={**headers, 'Content-Type': 'application/json'}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_replay_after_a_schema_fix_recovers_what_now_passes(tmp_path, pg_url):  # noqa: F811
+    # A too strict schema sent every event to the dead letters; the fixed (default) one takes
+    # those that are fine. A run with the default schema says which those are.
+    records, _ = generate_records(GeneratorConfig(events=1500, seed=31, entities=8))
+    write_events(records, str(tmp_path / 'e.jsonl'), 'jsonl')
+    reference = tmp_path / 'reference'
+    argv = ['--input', str(tmp_path / 'e.jsonl'), '--num_shards', '2']
+    assert event_analytics.run([*argv, '--output_dir', str(reference)]) == 0
+    expected = json.loads((reference / 'run_summary.json').read_text())['counts']
+    schema = f't_{uuid.uuid4().hex[:12]}'
+    strict = [*argv, '--output_dir', str(tmp_path / 'strict'), '--schema', 'tests.schemas:Reading']
+    assert event_analytics.run([*strict, '--postgres_url', pg_url, '--pg_schema', schema]) == 0
+
+    def db(query):
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            rows = cur.fetchall()
+        conn.close()
+        return rows
+
+    env = {**os.environ, 'BEAM_PIPELINES_OPS_TOKENS': TOKEN}
+    args = ['--runs_root', str(tmp_path / 'none'), '--pg_schema', schema]
+    args += ['--replay_postgres_url', pg_url, '--postgres_url', pg_url]
+    try:
+        with local_server(
+            lambda port: [
+                sys.executable,
+                '-m',
+                'beam_pipelines.ops',
+                'serve',
+                '--port',
+                str(port),
+                *args,
+            ],
+            env=env,
+        ) as port:
+            url = f'http://127.0.0.1:{port}/dead-letters/replay'
+            assert post(url, {'filter': {'stage': 'validate'}}, headers={})[0] == 401
+            assert post(url, {'limit': 5})[0] == 400  # neither ids nor a filter
+            status, result = post(url, {'filter': {'stage': 'validate'}, 'limit': 10000})
+            assert status == 200, result
+            assert len(result['recovered']) == expected['valid'] + expected['duplicates']
+            assert db(f'SELECT count(*) FROM "{schema}".events') == [(expected['valid'],)]
+            left = db(f'SELECT attempts, count(*) FROM "{schema}".dead_letters GROUP BY 1')
+            failed = len(result['failed_again'])
+            assert (
+                failed
+                == expected['dead_letter']
+                - db(f'SELECT count(*) FROM "{schema}".dead_letters WHERE stage = \'parse\'')[0][0]
+            )
+            assert dict(left).get(2, 0) == failed  # those that failed again, counted
+            # Malformed JSON cannot be fixed by a schema: it fails again, and says so.
+            status, again = post(url, {'filter': {'stage': 'parse'}, 'limit': 10000})
+            assert status == 200 and again['recovered'] == [] and again['failed_again']
+            assert {f['error_type'] for f in again['failed_again']} <= {
+                'json_decode_error',
+                'invalid_utf8',
+                'not_an_object',
+            }
+    finally:
+        db(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; SELECT 1')
