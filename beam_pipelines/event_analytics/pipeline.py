@@ -49,6 +49,7 @@ from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
 from beam_pipelines.transforms.quality import QUALITY_SCHEMA
+from beam_pipelines.transforms.quality import QUALITY_WINDOW_SCHEMA
 from beam_pipelines.transforms.sharding import shard_table
 from beam_pipelines.transforms.stream_aggregate import AggregateStream
 from beam_pipelines.transforms.validate import ValidateEvents
@@ -165,7 +166,11 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
             'dead_letter': dead_letter,
             **({'retractions': retractions} if config.panes else {}),
             **({'anomalies': anomalies} if anomalies is not None else {}),
-            **({'quality': quality.table} if quality is not None else {}),
+            **(
+                {'quality': quality.table, 'quality_windows': quality.windows_table}
+                if quality is not None
+                else {}
+            ),
         } | 'WriteWarehouse' >> WriteToWarehouse(
             config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
         )
@@ -215,6 +220,13 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
                 quality.table
                 | 'WriteQuality'
                 >> WriteTablesToParquet(config.path('quality', config.part_prefix), QUALITY_SCHEMA)
+            )
+            written.append(
+                quality.windows_table
+                | 'WriteQualityWindows'
+                >> WriteTablesToParquet(
+                    config.path('quality_windows', config.part_prefix), QUALITY_WINDOW_SCHEMA
+                )
             )
         if anomalies is not None:
             written.append(

@@ -12,6 +12,7 @@ from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.io.notify import NotifyBreaches
 from beam_pipelines.transforms.counting import CountAs
 from beam_pipelines.transforms.counting import one
+from beam_pipelines.transforms.quality import QUALITY_WINDOW_SCHEMA
 from beam_pipelines.transforms.quality import MeasureQuality
 from beam_pipelines.transforms.quality import QualityInputs
 from beam_pipelines.transforms.quality import quality_table
@@ -21,6 +22,7 @@ __all__ = ['Measured', 'measure']
 
 class Measured(NamedTuple):
     table: beam.PCollection  # one QUALITY_SCHEMA table of every source's row
+    windows_table: beam.PCollection  # one QUALITY_WINDOW_SCHEMA table (maybe empty)
     counted: list  # count PCollections for the summary
     names: list[str]
     dead_letters: list  # notifications that could not be delivered
@@ -28,14 +30,23 @@ class Measured(NamedTuple):
 
 def measure(valid, events, dead_letter, config: Config, write: bool) -> Measured:
     q = config.quality
-    rows = QualityInputs(valid, events, dead_letter) | 'MeasureQuality' >> MeasureQuality(
-        q.spec, q.fields
+    measured = QualityInputs(valid, events, dead_letter) | 'MeasureQuality' >> MeasureQuality(
+        q.spec, q.fields, q.window_secs
     )
+    rows = measured.runs
     table = (
         rows
         | 'AllQualityRows' >> beam.combiners.ToList()
         | 'QualityTable'
         >> beam.Map(quality_table, PIPELINE_NAME, config.output_dir).with_output_types(pa.Table)
+    )
+    windows_table = (
+        measured.windows
+        | 'AllQualityWindowRows' >> beam.combiners.ToList()
+        | 'QualityWindowTable'
+        >> beam.Map(
+            quality_table, PIPELINE_NAME, config.output_dir, QUALITY_WINDOW_SCHEMA
+        ).with_output_types(pa.Table)
     )
     counted = [
         rows | 'CountQualityRows' >> CountAs('quality_rows', one),
@@ -50,4 +61,4 @@ def measure(valid, events, dead_letter, config: Config, write: bool) -> Measured
         counted.append(notified.sent | 'CountNotified' >> CountAs('quality_alerts_sent', one))
         names.append('quality_alerts_sent')
         dead_letters.append(notified.dead_letter)
-    return Measured(table, counted, names, dead_letters)
+    return Measured(table, windows_table, counted, names, dead_letters)

@@ -34,6 +34,7 @@ OUTPUT_PARTS = (
     'features',
     'timeseries',
     'quality',
+    'quality_windows',
 )
 SUMMARY_FILE = 'run_summary.json'
 

@@ -26,6 +26,7 @@ from beam_pipelines.io.postgres import WriteToPostgres
 from beam_pipelines.io.postgres import event_days
 from beam_pipelines.io.warehouse_schema import ensure_event_partitions
 from beam_pipelines.transforms.quality import QUALITY_SCHEMA
+from beam_pipelines.transforms.quality import QUALITY_WINDOW_SCHEMA
 
 __all__ = [
     'EventPartitions',
@@ -122,6 +123,17 @@ class WriteToWarehouse(beam.PTransform):
             results['quality'] = outputs['quality'] | 'LoadQuality' >> WriteToPostgres(
                 self._url, quality, self._pipeline_name
             )
+        if 'quality_windows' in outputs:
+            windows = PostgresTarget(
+                'quality_windows',
+                tuple(QUALITY_WINDOW_SCHEMA.names),
+                ('pipeline', 'run_key', 'source', 'window_start'),
+                s,
+                json_columns=('details', 'breaches'),
+            )
+            results['quality_windows'] = outputs[
+                'quality_windows'
+            ] | 'LoadQualityWindows' >> WriteToPostgres(self._url, windows, self._pipeline_name)
         if 'retractions' in outputs:
             retracted = PostgresTarget('aggregates', WINDOW_KEY, WINDOW_KEY, s, delete=True)
             results['retractions'] = outputs['retractions'] | 'DeleteRetracted' >> WriteToPostgres(

@@ -134,6 +134,13 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             PRIMARY KEY (pipeline, run_key, source)
         );
         CREATE INDEX IF NOT EXISTS quality_measured ON {s}.quality (measured_at);
+
+        CREATE TABLE IF NOT EXISTS {s}.quality_windows (
+            LIKE {s}.quality INCLUDING DEFAULTS,
+            window_start timestamptz NOT NULL,
+            window_end timestamptz NOT NULL,
+            PRIMARY KEY (pipeline, run_key, source, window_start)
+        );
         """,
     ),
     (

@@ -19,6 +19,13 @@ class QualityOptions(PipelineOptions):
             '--quality. A measure below its threshold is a breach, which is notified.',
         )
         parser.add_argument(
+            '--quality_window_secs',
+            type=float,
+            default=3600.0,
+            help='Also measure per source and event-time window of this size (quality_windows/; '
+            '0: the whole run only).',
+        )
+        parser.add_argument(
             '--quality_webhook_url',
             default=None,
             help='POST each source with breaches here (Slack-compatible text plus JSON fields).',

@@ -21,6 +21,7 @@ class QualityConfig:
     fields: tuple[str, ...]  # measured for completeness
     webhook_url: str | None = None
     smtp: SmtpTarget | None = None
+    window_secs: float | None = 3600.0  # per-window rows too (None: the run only)
 
 
 def quality_config(options, schema, incremental: bool) -> QualityConfig | None:
@@ -53,4 +54,7 @@ def quality_config(options, schema, incremental: bool) -> QualityConfig | None:
             smtp = SmtpTarget.parse(q.smtp_url, q.alert_email_from, q.alert_email_to or '')
         except ValueError as exc:
             raise cli.UsageError(f'--smtp_url: {exc}') from None
-    return QualityConfig(spec, tuple(fields), q.quality_webhook_url, smtp)
+    if q.quality_window_secs < 0:
+        raise cli.UsageError(f'--quality_window_secs must be >= 0, got {q.quality_window_secs}')
+    window = q.quality_window_secs or None
+    return QualityConfig(spec, tuple(fields), q.quality_webhook_url, smtp, window)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime as dt
 import math
 import time
 
@@ -89,18 +90,49 @@ def _sources(table: pa.Table) -> pa.Array:
     return pa.array([UNKNOWN_SOURCE] * table.num_rows, pa.string())
 
 
-def measure_valid(table: pa.Table) -> dict[str, QualityPartial]:
-    """Valid events before deduplication: their count per source."""
-    counts = pc.value_counts(_sources(table)).to_pylist()
-    return {c['values']: QualityPartial(before_dedup=c['counts']) for c in counts}
+def _windows(table: pa.Table, window_us: int | None) -> pa.Array:
+    """Each row's event-time window start (epoch µs), or nulls without windows."""
+    if not window_us:
+        return pa.nulls(table.num_rows, pa.int64())
+    micros = pc.cast(table.column('timestamp'), pa.int64())
+    return pc.multiply(
+        pc.floor(pc.divide(pc.cast(micros, pa.float64()), window_us)).cast(pa.int64()), window_us
+    )
 
 
-def measure_dead_letters(envelopes: list[dict]) -> dict[str, QualityPartial]:
-    out: dict[str, QualityPartial] = collections.defaultdict(QualityPartial)
+def _key(row: dict) -> tuple:
+    return (row['source'], row['window'])
+
+
+def measure_valid(table: pa.Table, window_us: int | None = None) -> dict[tuple, QualityPartial]:
+    """Valid events before deduplication: their count per (source, window)."""
+    work = pa.table({'source': _sources(table), 'window': _windows(table, window_us)})
+    counts = work.group_by(['source', 'window']).aggregate([('source', 'count')]).to_pylist()
+    return {_key(c): QualityPartial(before_dedup=c['source_count']) for c in counts}
+
+
+def _dead_window(envelope: dict, window_us: int | None) -> int | None:
+    """The window of a dead letter whose event time is known (else None: the run only)."""
+    text = envelope.get('event_time')
+    if not window_us or not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(text).replace('Z', '+00:00'))
+    except ValueError:
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    micros = (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    return micros // window_us * window_us
+
+
+def measure_dead_letters(
+    envelopes: list[dict], window_us: int | None = None
+) -> dict[tuple, QualityPartial]:
+    out: dict[tuple, QualityPartial] = collections.defaultdict(QualityPartial)
     for envelope in envelopes:
         source = (envelope.get('source') or {}).get('uri') or UNKNOWN_SOURCE
         kind = envelope.get('error_type') or 'unknown'
-        part = out[source]
+        part = out[(source, _dead_window(envelope, window_us))]
         part.dead += 1
         part.dead_by_type[kind] += 1
         if kind in INCONSISTENT:
@@ -147,13 +179,18 @@ def _is_in(col, values: tuple) -> pa.Array:
 
 
 def measure_events(
-    table: pa.Table, spec: QualitySpec, fields: tuple[str, ...], now: float | None = None
-) -> dict[str, QualityPartial]:
-    """Events after deduplication, per source: nulls of ``fields``, lags, rule violations."""
+    table: pa.Table,
+    spec: QualitySpec,
+    fields: tuple[str, ...],
+    now: float | None = None,
+    window_us: int | None = None,
+) -> dict[tuple, QualityPartial]:
+    """Events after deduplication, per (source, window): nulls of ``fields``, lags, rule
+    violations."""
     if table.num_rows == 0:
         return {}
     now = time.time() if now is None else now
-    columns = {'source': _sources(table)}
+    columns = {'source': _sources(table), 'window': _windows(table, window_us)}
     for name in fields:
         columns[f'null:{name}'] = pc.cast(pc.is_null(_column(table, name)), pa.int64())
     failing = pa.array([False] * table.num_rows)
@@ -174,10 +211,10 @@ def measure_events(
         for c in work.column_names
         if c.startswith(('null:', 'rule:')) or c in ('failing', 'timely')
     ]
-    grouped = work.group_by('source').aggregate(
+    grouped = work.group_by(['source', 'window']).aggregate(
         [(c, 'sum') for c in sums] + [('lag', 'max'), ('source', 'count')]
     )
-    out: dict[str, QualityPartial] = {}
+    out: dict[tuple, QualityPartial] = {}
     for row in grouped.to_pylist():
         part = QualityPartial(rows=row['source_count'], lag_max=row['lag_max'])
         part.failing = row['failing_sum']
@@ -186,10 +223,10 @@ def measure_events(
             part.nulls[name] = row[f'null:{name}_sum']
         for rule in spec.rules:
             part.violations[rule.name] = row[f'rule:{rule.name}_sum']
-        out[row['source']] = part
-    keys = work.group_by(['source', 'lag_key']).aggregate([('lag_key', 'count')]).to_pylist()
-    for row in keys:
-        out[row['source']].lag_buckets[row['lag_key']] += row['lag_key_count']
+        out[_key(row)] = part
+    keys = work.group_by(['source', 'window', 'lag_key']).aggregate([('lag_key', 'count')])
+    for row in keys.to_pylist():
+        out[_key(row)].lag_buckets[row['lag_key']] += row['lag_key_count']
     return out
 
 

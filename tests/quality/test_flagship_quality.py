@@ -110,6 +110,14 @@ def test_quality_rows_notifications_and_warehouse(tmp_path, pg_url, pg_schema, s
         e['source'] is not None and e['source'] not in ('web', 'ios', 'android') for e in events
     )
     assert row['timeliness'] is None  # no lag limit declared
+    # Per hour of event time: the windows add up to the run (dead letters only where their
+    # event time is known).
+    windows = pq.read_table(out / 'quality_windows').to_pylist()
+    assert len(windows) > 1 and {w['source'] for w in windows} == {str(path)}
+    assert sum(w['events'] for w in windows) == row['events']
+    assert sum(w['duplicates'] for w in windows) == row['duplicates']
+    assert sum(w['dead_letters'] for w in windows) <= row['dead_letters']
+    assert all((w['window_end'] - w['window_start']).total_seconds() == 3600 for w in windows)
     breaches = json.loads(row['breaches'])
     assert [b['measure'] for b in breaches] == ['score']
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import re
 
@@ -67,7 +68,7 @@ ROWS = [
 
 def test_measures_equal_a_plain_count():
     parts = measure_events(events(ROWS), SPEC, FIELDS, now=NOW)
-    a, b = parts['a.jsonl'], parts['b.csv']
+    a, b = parts[('a.jsonl', None)], parts[('b.csv', None)]
     assert (a.rows, b.rows) == (4, 1)
     assert a.nulls == {'value': 2, 'source': 1}
     assert a.violations == {'range': 1, 'allowed': 0, 'buys_have_values': 1, 'ordered': 1}
@@ -78,13 +79,13 @@ def test_measures_equal_a_plain_count():
 
 
 def test_a_source_scores_its_measures_and_breaches():
-    part = measure_events(events(ROWS[:4]), SPEC, FIELDS, now=NOW)['a.jsonl']
-    part.merge(measure_valid(events(ROWS[:4] + ROWS[:1]))['a.jsonl'])  # one duplicate
+    part = measure_events(events(ROWS[:4]), SPEC, FIELDS, now=NOW)[('a.jsonl', None)]
+    part.merge(measure_valid(events(ROWS[:4] + ROWS[:1]))[('a.jsonl', None)])  # one duplicate
     dead = [
         {'error_type': 'type_error', 'source': {'uri': 'a.jsonl'}},
         {'error_type': 'json_decode_error', 'source': {'uri': 'a.jsonl'}},
     ]
-    part.merge(measure_dead_letters(dead)['a.jsonl'])
+    part.merge(measure_dead_letters(dead)[('a.jsonl', None)])
     row = score('a.jsonl', part, SPEC, FIELDS)
     read = 5 + 2
     assert row['records_read'] == read and row['duplicates'] == 1 and row['events'] == 4
@@ -112,7 +113,7 @@ def test_partials_merge_in_any_order():
     whole = measure_events(table, SPEC, FIELDS, now=NOW)
     pieces = [table.slice(i, 4) for i in range(0, table.num_rows, 4)]
     random.Random(2).shuffle(pieces)
-    merged: dict[str, QualityPartial] = {}
+    merged: dict[tuple, QualityPartial] = {}
     for piece in pieces:
         for source, part in measure_events(piece, SPEC, FIELDS, now=NOW).items():
             merged.setdefault(source, QualityPartial()).merge(part)
@@ -121,7 +122,7 @@ def test_partials_merge_in_any_order():
 
 def test_without_a_lag_limit_timeliness_is_reported_not_scored():
     spec = parse_quality_spec({})
-    part = measure_events(events(ROWS), spec, FIELDS, now=NOW)['b.csv']
+    part = measure_events(events(ROWS), spec, FIELDS, now=NOW)[('b.csv', None)]
     row = score('b.csv', part, spec, FIELDS)
     assert row['timeliness'] is None and row['lag_max_secs'] == pytest.approx(1, abs=1e-3)
     assert row['accuracy'] == 1.0  # no rules
@@ -150,3 +151,25 @@ def test_unknown_fields_are_refused():
         parse_quality_spec({'rules': [{'field': 'colour', 'allowed': ['red']}]}).check_fields(
             {'value', 'source'}
         )
+
+
+def test_windows_split_a_source_by_event_time():
+    # Lags 10, 30, 90, 5 s before NOW: with 60 s windows, the 90 s one is in an earlier window.
+    window_us = 60_000_000
+    parts = measure_events(events(ROWS[:4]), SPEC, FIELDS, now=NOW, window_us=window_us)
+    assert sorted(p.rows for p in parts.values()) == [1, 3]
+    assert {k[0] for k in parts} == {'a.jsonl'}
+    assert all(k[1] % window_us == 0 for k in parts)
+    dead = [
+        {
+            'error_type': 'type_error',
+            'source': {'uri': 'a.jsonl'},
+            'event_time': '2027-01-15T08:00:30Z',
+        },
+        {'error_type': 'type_error', 'source': {'uri': 'a.jsonl'}, 'event_time': None},
+    ]
+    at = dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.UTC)
+    minute = (at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    found = measure_dead_letters(dead, window_us=window_us)
+    # A dead letter without an event time counts for the run only (no window).
+    assert set(found) == {('a.jsonl', minute), ('a.jsonl', None)}
