@@ -10,6 +10,8 @@ from typing import Any
 
 from psycopg2 import sql
 
+from beam_pipelines.io.warehouse import DEAD_LETTER_COLUMNS  # the table's: id + envelope
+
 __all__ = ['DEAD_LETTER_FILTERS', 'NAMED', 'NamedQuery', 'dead_letters_query']
 
 MAX_LIMIT = 1000
@@ -60,19 +62,6 @@ NAMED: dict[str, NamedQuery] = {
 }
 
 DEAD_LETTER_FILTERS = ('stage', 'error_type', 'pipeline')
-DEAD_LETTER_COLUMNS = (
-    'id',
-    'stage',
-    'error_type',
-    'error_message',
-    'payload',
-    'payload_encoding',
-    'payload_format',
-    'source',
-    'pipeline',
-    'processing_time',
-    'event_time',
-)
 
 
 def dead_letters_query(schema: str, filters: dict[str, Any], limit: int, offset: int):
