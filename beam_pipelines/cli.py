@@ -14,7 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ['ArgumentParser', 'UsageError', 'configure_logging', 'main', 'parse_pipeline_args']
+__all__ = [
+    'ArgumentParser',
+    'UsageError',
+    'configure_logging',
+    'exit_now',
+    'main',
+    'parse_pipeline_args',
+]
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -128,3 +135,18 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+def exit_now(status: int) -> None:
+    """Ends a launcher process with ``status`` once its work is done, skipping the interpreter's
+    teardown.
+
+    Every output is written and closed by then. Under load, a native thread of the libraries the
+    pipelines load (gRPC's, Arrow's) sometimes outlives interpreter teardown, and its C++
+    destructor aborts the process ("terminate called without an active exception", exit 134),
+    turning a finished run into a failure; ``os._exit`` after flushing ends it first.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

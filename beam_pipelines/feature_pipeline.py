@@ -31,4 +31,4 @@ def run(argv: list[str] | None = None) -> int:
 
 if __name__ == '__main__':
     cli.configure_logging()
-    sys.exit(cli.main(PROG, run))
+    cli.exit_now(cli.main(PROG, run))

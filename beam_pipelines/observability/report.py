@@ -55,7 +55,10 @@ def _table(path: str, columns: list[str]):
     parts = []
     for f in sorted(files):
         with FileSystems.open(f) as fh:
-            parts.append(pq.read_table(pa.BufferReader(fh.read()), columns=columns))
+            # One thread: the report runs as the process ends, and Arrow's pool must not outlive it.
+            parts.append(
+                pq.read_table(pa.BufferReader(fh.read()), columns=columns, use_threads=False)
+            )
     return pa.concat_tables(parts)
 
 
@@ -123,7 +126,7 @@ def _windows_section(root: str) -> str:
     aggregates = _table(_join(root, 'aggregates'), ['window_start', 'count'])
     if aggregates is None or aggregates.num_rows == 0:
         return _section('Events per window', '<p class="muted">no aggregates</p>')
-    per = aggregates.group_by('window_start').aggregate([('count', 'sum')])
+    per = aggregates.group_by('window_start', use_threads=False).aggregate([('count', 'sum')])
     per = per.sort_by('window_start')
     points = list(zip(per.column('window_start').to_pylist(), per.column('count_sum').to_pylist()))
     totals = dict(points)
