@@ -162,6 +162,22 @@ class RedisLayout:
         return f'{self.prefix}series_data:{entity}:{event_type}'
 
 
+class _CountedRetry(Retry):
+    """redis-py's retry, counting every failed attempt (the last one too) in
+    ``redis_failed_attempts``."""
+
+    def __init__(self, retries_counter, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._counter = retries_counter
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        def counted_fail(error, *rest):
+            self._counter.inc()
+            return fail(error, *rest)
+
+        return super().call_with_retry(do, counted_fail, *args, **kwargs)
+
+
 class WriteToRedis(beam.PTransform):
     """Writes aggregate tables (``AGGREGATE_SCHEMA``) to Redis; outputs commands sent per batch.
 
@@ -199,9 +215,10 @@ class _WriteAggregatesFn(beam.DoFn):
         self._client = None
 
     def setup(self):
+        self._retries = Metrics.counter(NAMESPACE, 'redis_failed_attempts')
         self._client = redis.Redis.from_url(
             self._url,
-            retry=Retry(ExponentialBackoff(cap=5.0, base=0.1), 5),
+            retry=_CountedRetry(self._retries, ExponentialBackoff(cap=5.0, base=0.1), 5),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             health_check_interval=30,
         )

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 from apache_beam.testing.test_pipeline import TestPipeline
+from redis.backoff import NoBackoff
 
 from beam_pipelines import event_analytics
 from beam_pipelines.columnar.aggregate import AGGREGATE_SCHEMA
@@ -25,6 +26,7 @@ from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_sink import WriteToRedis
+from beam_pipelines.io.redis_sink import _CountedRetry
 from tests.conftest import service_unavailable
 
 REDIS_URL = os.environ.get('BEAM_PIPELINES_TEST_REDIS_URL', 'redis://127.0.0.1:6379/0')
@@ -150,3 +152,23 @@ def test_flagship_writes_every_key(tmp_path, client, prefix):
     members = sum(client.zcard(k) for k in client.scan_iter(f'{prefix}series:*'))
     assert members == agg.num_rows
     assert summary['counts']['redis_commands'] > agg.num_rows
+
+
+def test_failed_attempts_are_counted_and_retried():
+    class Counter:
+        n = 0
+
+        def inc(self, by=1):
+            self.n += by
+
+    counter, calls = Counter(), []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise redis.ConnectionError('down')
+        return 'ok'
+
+    retry = _CountedRetry(counter, NoBackoff(), 3)
+    assert retry.call_with_retry(flaky, lambda error: None) == 'ok'
+    assert counter.n == 2 and len(calls) == 3
