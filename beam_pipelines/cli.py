@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from beam_pipelines.redaction import redact
+
 __all__ = [
     'ArgumentParser',
     'UsageError',
@@ -21,6 +23,7 @@ __all__ = [
     'exit_now',
     'main',
     'parse_pipeline_args',
+    'require_http_url',
 ]
 
 EXIT_USAGE = 2
@@ -135,6 +138,12 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+def require_http_url(flag: str, url: str | None) -> None:
+    """Raises UsageError unless ``url`` (when given) is http(s); the URL is shown redacted."""
+    if url and not url.startswith(('http://', 'https://')):
+        raise UsageError(f'{flag} must be http(s)://..., got {redact(url)!r}')
 
 
 def exit_now(status: int) -> None:

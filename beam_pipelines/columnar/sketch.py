@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['RELATIVE_ACCURACY', 'bucket_keys', 'bucket_values', 'quantiles']
+__all__ = ['RELATIVE_ACCURACY', 'bucket_keys', 'bucket_values', 'counter_quantiles', 'quantiles']
 
 RELATIVE_ACCURACY = 0.01
 MIN_MAGNITUDE = 1e-9
@@ -71,3 +71,14 @@ def quantiles(
     idx = np.minimum(idx, max(len(keys) - 1, 0))
     values = bucket_values(keys[idx]) if len(keys) else np.zeros(len(sizes))
     return np.where(present, values, np.nan), present
+
+
+def counter_quantiles(buckets, qs) -> list[float] | None:
+    """Nearest-rank quantiles (``q`` in ``qs``) of one sketch kept as ``{bucket key: count}``
+    (mergeable by adding counts); None when it is empty."""
+    if not buckets:
+        return None
+    keys = np.array(sorted(buckets), dtype=np.int64)
+    cum = np.cumsum([buckets[k] for k in keys])
+    ranks = [max(1, int(np.ceil(q * cum[-1]))) for q in qs]
+    return bucket_values(keys[np.searchsorted(cum, ranks)]).tolist()

@@ -36,7 +36,6 @@ from beam_pipelines.options import TuningOptions
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.quality.config import QualityConfig
 from beam_pipelines.quality.config import quality_config
-from beam_pipelines.redaction import redact
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import SchemaError
 from beam_pipelines.schema import compile_schema
@@ -415,10 +414,7 @@ def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> Ano
         spec = load_spec(an.detector_spec) if an.detector_spec else DEFAULT_SPEC
     except SpecError as exc:
         raise cli.UsageError(f'--detector_spec {exc}') from None
-    if an.alert_webhook_url and not an.alert_webhook_url.startswith(('http://', 'https://')):
-        raise cli.UsageError(
-            f'--alert_webhook_url must be http(s)://..., got {redact(an.alert_webhook_url)!r}'
-        )
+    cli.require_http_url('--alert_webhook_url', an.alert_webhook_url)
     if not an.anomaly_idle_ttl_secs > 0 or an.alert_cooldown_secs < 0:
         raise cli.UsageError('--anomaly_idle_ttl_secs must be > 0 and --alert_cooldown_secs >= 0')
     return AnomalyConfig(

@@ -39,6 +39,14 @@ def _value(result):
     return result.committed if result.committed is not None else result.attempted
 
 
+def _key(result) -> tuple | None:
+    """(base name, sorted labels) of a project metric with a value; None for any other."""
+    if result.key.metric.namespace != NAMESPACE or _value(result) is None:
+        return None
+    base, labels = parse_metric_name(result.key.metric.name)
+    return base, tuple(sorted(labels.items()))
+
+
 class Snapshot:
     """The project's Beam metrics of one or more runs, keyed by (base name, sorted labels) and
     summed over steps (and over runs, with :meth:`merge`: counters keep counting across the
@@ -53,43 +61,45 @@ class Snapshot:
     def of(cls, metric_results) -> Snapshot:
         snap = cls()
         query = metric_results.query()
-        for kind in ('counters', 'distributions', 'gauges'):
-            for r in query[kind]:
-                if r.key.metric.namespace != NAMESPACE or _value(r) is None:
-                    continue
-                base, labels = parse_metric_name(r.key.metric.name)
-                snap._add(kind, (base, tuple(sorted(labels.items()))), _value(r))
+        for r in query['counters']:
+            key = _key(r)
+            if key is not None:
+                snap._count(key, _value(r))
+        for r in query['distributions']:
+            key = _key(r)
+            if key is not None:
+                v = _value(r)
+                snap._distribution(key, [v.count, v.sum, v.min, v.max])
+        for r in query['gauges']:
+            key = _key(r)
+            if key is not None:
+                v = _value(r)
+                ts = v.timestamp.timestamp() if hasattr(v.timestamp, 'timestamp') else v.timestamp
+                snap._gauge(key, (ts, v.value))
         return snap
 
-    def _add(self, kind: str, key: tuple, v) -> None:
-        if kind == 'counters':
-            self.counters[key] += v
-        elif kind == 'distributions':
-            old = self.distributions.get(key)
-            new = [v.count, v.sum, v.min, v.max]
-            self.distributions[key] = (
-                new
-                if old is None
-                else [old[0] + new[0], old[1] + new[1], min(old[2], new[2]), max(old[3], new[3])]
-            )
-        else:
-            ts = v.timestamp.timestamp() if hasattr(v.timestamp, 'timestamp') else v.timestamp
-            if key not in self.gauges or ts >= self.gauges[key][0]:
-                self.gauges[key] = (ts, v.value)
+    def _count(self, key: tuple, n: int) -> None:
+        self.counters[key] += n
+
+    def _distribution(self, key: tuple, new: list) -> None:
+        old = self.distributions.get(key)
+        self.distributions[key] = (
+            new
+            if old is None
+            else [old[0] + new[0], old[1] + new[1], min(old[2], new[2]), max(old[3], new[3])]
+        )
+
+    def _gauge(self, key: tuple, new: tuple) -> None:
+        if key not in self.gauges or new[0] >= self.gauges[key][0]:
+            self.gauges[key] = new
 
     def merge(self, other: Snapshot) -> Snapshot:
-        for key, v in other.counters.items():
-            self.counters[key] += v
-        for key, (count, total, low, high) in other.distributions.items():
-            old = self.distributions.get(key)
-            self.distributions[key] = (
-                [count, total, low, high]
-                if old is None
-                else [old[0] + count, old[1] + total, min(old[2], low), max(old[3], high)]
-            )
-        for key, (ts, v) in other.gauges.items():
-            if key not in self.gauges or ts >= self.gauges[key][0]:
-                self.gauges[key] = (ts, v)
+        for key, n in other.counters.items():
+            self._count(key, n)
+        for key, d in other.distributions.items():
+            self._distribution(key, d)
+        for key, g in other.gauges.items():
+            self._gauge(key, g)
         return self
 
     def families(self) -> list:

@@ -16,6 +16,7 @@ import json
 import re
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -50,8 +51,6 @@ def _table(path: str, columns: list[str]):
     files = [m.path for m in FileSystems.match([path + '/*.parquet'])[0].metadata_list]
     if not files:
         return None
-    import pyarrow as pa
-
     parts = []
     for f in sorted(files):
         with FileSystems.open(f) as fh:

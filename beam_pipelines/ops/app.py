@@ -114,11 +114,7 @@ def _text(raw: str | None, name: str, max_len: int = 200) -> str | None:
 
 
 def _json_value(v):
-    if isinstance(v, dt.datetime):
-        return v.isoformat()
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    return v
+    return v.isoformat() if isinstance(v, dt.date) else v  # datetimes are dates too
 
 
 def make_app(config: OpsConfig) -> web.Application:

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from beam_pipelines.columnar.sketch import bucket_keys
 from beam_pipelines.columnar.sketch import bucket_values
+from beam_pipelines.columnar.sketch import counter_quantiles
 
 __all__ = ['KMV_K', 'DatasetProfile', 'FieldProfile']
 
@@ -144,10 +145,6 @@ class FieldProfile:
         kth = max(self.hashes) / _MAX_HASH
         return round((KMV_K - 1) / kth)
 
-    def _quantile(self, keys: np.ndarray, cum: np.ndarray, q: float) -> float:
-        rank = max(1, math.ceil(q * cum[-1]))
-        return float(bucket_values(keys[np.searchsorted(cum, rank)]))
-
     def numeric_summary(self) -> dict | None:
         if not self.buckets:
             return None
@@ -155,9 +152,10 @@ class FieldProfile:
         counts = np.array([self.buckets[k] for k in keys], dtype=np.int64)
         cum = np.cumsum(counts)
         finite = int(cum[-1])
+        qs = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
         quantiles = {
-            f'p{round(q * 100)}': min(max(self._quantile(keys, cum, q), self.num_min), self.num_max)
-            for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+            f'p{round(q * 100)}': min(max(v, self.num_min), self.num_max)
+            for q, v in zip(qs, counter_quantiles(self.buckets, qs))
         }
         values = np.clip(bucket_values(keys), self.num_min, self.num_max)
         edges = np.linspace(self.num_min, self.num_max, HISTOGRAM_BINS + 1)

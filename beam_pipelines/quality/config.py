@@ -10,7 +10,6 @@ from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.quality.spec import QualitySpec
 from beam_pipelines.quality.spec import SpecError
 from beam_pipelines.quality.spec import load_quality_spec
-from beam_pipelines.redaction import redact
 
 __all__ = ['QualityConfig', 'quality_config']
 
@@ -44,10 +43,7 @@ def quality_config(options, schema, incremental: bool) -> QualityConfig | None:
     fields = spec.completeness_fields
     if fields is None:  # every field that may be null (required ones never are, once valid)
         fields = tuple(f.name for f in schema.fields if not f.required)
-    if q.quality_webhook_url and not q.quality_webhook_url.startswith(('http://', 'https://')):
-        raise cli.UsageError(
-            f'--quality_webhook_url must be http(s)://..., got {redact(q.quality_webhook_url)!r}'
-        )
+    cli.require_http_url('--quality_webhook_url', q.quality_webhook_url)
     smtp = None
     if q.smtp_url:
         try:

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from beam_pipelines.columnar.batch import URI
 from beam_pipelines.columnar.sketch import bucket_keys
-from beam_pipelines.columnar.sketch import bucket_values
+from beam_pipelines.columnar.sketch import counter_quantiles
 from beam_pipelines.quality.spec import DIMENSIONS
 from beam_pipelines.quality.spec import QualitySpec
 from beam_pipelines.quality.spec import Rule
@@ -230,18 +230,10 @@ def measure_events(
     return out
 
 
-def _lag_quantile(buckets: collections.Counter, q: float) -> float | None:
-    if not buckets:
-        return None
-    keys = np.array(sorted(buckets), dtype=np.int64)
-    cum = np.cumsum([buckets[k] for k in keys])
-    rank = max(1, math.ceil(q * cum[-1]))
-    return float(bucket_values(keys[np.searchsorted(cum, rank)]))
-
-
 def score(source: str, part: QualityPartial, spec: QualitySpec, fields: tuple[str, ...]) -> dict:
     """The quality row of a source: every measure, the score and the breaches."""
     read = part.before_dedup + part.dead
+    p50, p95 = counter_quantiles(part.lag_buckets, (0.5, 0.95)) or (None, None)
     measures: dict[str, float | None] = {
         'validity': 1 - part.dead / read if read else None,
         'consistency': 1 - part.inconsistent / read if read else None,
@@ -272,8 +264,8 @@ def score(source: str, part: QualityPartial, spec: QualitySpec, fields: tuple[st
         'dead_letters': part.dead,
         'duplicates': part.before_dedup - part.rows,
         'events': part.rows,
-        'lag_p50_secs': _lag_quantile(part.lag_buckets, 0.5),
-        'lag_p95_secs': _lag_quantile(part.lag_buckets, 0.95),
+        'lag_p50_secs': p50,
+        'lag_p95_secs': p95,
         'lag_max_secs': part.lag_max if part.rows else None,
         'null_ratios': {f: part.nulls[f] / part.rows for f in fields} if part.rows else {},
         'rule_violations': dict(part.violations),
