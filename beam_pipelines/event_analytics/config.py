@@ -16,6 +16,8 @@ from beam_pipelines.columnar.aggregate import WindowSpec
 from beam_pipelines.columnar.panes import TriggerSpec
 from beam_pipelines.features.normalize import NormalizationStats
 from beam_pipelines.features.rolling import FeatureSpec
+from beam_pipelines.gdpr.config import GdprConfig
+from beam_pipelines.gdpr.config import gdpr_config
 from beam_pipelines.io.files import infer_format
 from beam_pipelines.io.redis_sink import RedisLayout
 from beam_pipelines.io.redis_stream import stream_uri
@@ -109,6 +111,7 @@ class Config:
     anomaly: AnomalyConfig | None = None
     features: FeatureConfig | None = None
     quality: QualityConfig | None = None
+    gdpr: GdprConfig | None = None
     report: bool = True
 
     @property
@@ -261,6 +264,7 @@ class Config:
             anomaly=_anomaly_config(options, trigger, trig.state_dir),
             features=_feature_config(options, streaming, trig.state_dir),
             quality=quality_config(options, schema, streaming or trig.state_dir is not None),
+            gdpr=gdpr_config(options, schema, pg.postgres_url, pg.pg_schema),
             report=not options.view_as(ObservabilityOptions).no_report,
             kafka=(src.kafka_bootstrap_servers, src.kafka_topic, src.kafka_expansion_service),
             pubsub_subscription=src.pubsub_subscription,

@@ -22,6 +22,8 @@ from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import clear_current
 from beam_pipelines.event_analytics.run_files import clear_outputs
 from beam_pipelines.event_analytics.run_files import read_summary
+from beam_pipelines.gdpr.secrets import SecretsError
+from beam_pipelines.gdpr.tombstones import load_tombstones
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
 from beam_pipelines.io.postgres import redact
@@ -37,18 +39,38 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def prepare_warehouse(config: Config) -> None:
-    """Creates or migrates the warehouse schema before the run (idempotent)."""
+    """Creates or migrates the warehouse (and the GDPR store) before the run (idempotent), and
+    refuses a run that could bring erased subjects back."""
+    gdpr = config.gdpr
+    if config.postgres_url is not None:
+        _migrated(config.postgres_url, config.pg_schema, '--postgres_url', gdpr is None)
+    if gdpr is not None and gdpr.store_url is not None:
+        flag = '--gdpr_store_url' if gdpr.store_url != config.postgres_url else '--postgres_url'
+        _migrated(gdpr.store_url, gdpr.store_schema, flag, False, gdpr)
+
+
+def _migrated(url: str, schema: str, flag: str, refuse_tombstones: bool, gdpr=None) -> None:
     try:
-        ident(config.pg_schema)
-        conn = connect(config.postgres_url)
+        ident(schema)
+        conn = connect(url)
     except (psycopg2.Error, ValueError) as exc:
-        raise cli.UsageError(
-            f'--postgres_url {redact(config.postgres_url)}: {str(exc).strip()}'
-        ) from None
+        raise cli.UsageError(f'{flag} {redact(url)}: {str(exc).strip()}') from None
     try:
-        migrate(conn, config.pg_schema)
+        migrate(conn, schema)
+        tombstones = load_tombstones(conn, schema)
     finally:
         conn.close()
+    if refuse_tombstones and tombstones:
+        raise cli.UsageError(
+            f'the warehouse holds {len(tombstones.pseudonyms)} tombstones of erased subjects: '
+            'pass the GDPR secrets (--gdpr_secrets_file or $BP_GDPR_SECRETS) so this run can '
+            'drop their records'
+        )
+    if gdpr is not None:
+        try:
+            tombstones.check_keys(gdpr.secrets().pseudonym_keys)
+        except SecretsError as exc:
+            raise cli.UsageError(str(exc)) from None
 
 
 def format_summary(summary: dict[str, Any], seconds: float) -> str:
@@ -56,7 +78,12 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
     read = c.get('read', 0)
     rate = read / seconds if seconds > 0 else 0.0
     streaming = summary['options'].get('streaming') or summary['options'].get('state_dir')
-    terms = 'valid + dead_letter + duplicates' + (' + late' if streaming else '')
+    erased = 'erased' in c
+    terms = (
+        'valid + dead_letter + duplicates'
+        + (' + late' if streaming else '')
+        + (' + erased' if erased else '')
+    )
     identity = (
         f'read = {terms}: holds'
         if summary['balanced']
@@ -71,6 +98,7 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
             f'  valid {c.get("valid", 0):,}   dead_letter {c.get("dead_letter", 0):,}   '
             f'duplicates {c.get("duplicates", 0):,}   '
             + (f'late {c.get("late", 0):,}   ' if streaming else '')
+            + (f'erased {c["erased"]:,}   ' if erased else '')
             + f'({identity})',
             f'  aggregates {c.get("aggregates", 0):,} rows ({window["kind"]} windows)',
             f'  outputs: {summary["outputs"]["events"]}  {summary["outputs"]["aggregates"]}  '
@@ -113,8 +141,7 @@ def _metrics(options) -> RunMetrics | None:
 
 
 def _run(options, config: Config, metrics: RunMetrics | None) -> int:
-    if config.postgres_url is not None:
-        prepare_warehouse(config)
+    prepare_warehouse(config)
     if config.state_dir is None:
         clear_outputs(config)
     started = time.monotonic()

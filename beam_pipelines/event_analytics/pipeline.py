@@ -48,6 +48,8 @@ from beam_pipelines.transforms.features import NormalizeFeatures
 from beam_pipelines.transforms.micro_batch import AggregateMicroBatch
 from beam_pipelines.transforms.parse import ParseEvents
 from beam_pipelines.transforms.parse import parsed_rows
+from beam_pipelines.transforms.protect import ForgetErased
+from beam_pipelines.transforms.protect import ProtectEvents
 from beam_pipelines.transforms.quality import QUALITY_SCHEMA
 from beam_pipelines.transforms.quality import QUALITY_WINDOW_SCHEMA
 from beam_pipelines.transforms.sharding import shard_table
@@ -82,11 +84,21 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         | 'Cleanse' >> CleanseEvents(schema)
         | 'Validate' >> ValidateEvents(schema, PIPELINE_NAME)
     )
+    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
+    clean, erased = validated.valid, []
+    if config.gdpr is not None:  # erased subjects dropped, personal data protected, first
+        protected = clean | 'ProtectPersonalData' >> ProtectEvents(config.gdpr)
+        forgotten = dead_letter | 'ForgetErasedDeadLetters' >> ForgetErased(config.gdpr)
+        clean, dead_letter = protected.kept, forgotten.kept
+        erased = [
+            protected.erased | 'CountErasedEvents' >> CountAs('erased', int),
+            forgotten.erased | 'CountErasedDeadLetters' >> CountAs('erased', int),
+        ]
     # One shuffle serves both steps: sharding by the aggregation key brings every copy of an
     # event (an exact retransmission has the same key) and every event of a key together.
     late = retractions = state = None
     if config.state_dir is not None:
-        stream = validated.valid | 'AggregateIncrementally' >> AggregateMicroBatch(
+        stream = clean | 'AggregateIncrementally' >> AggregateMicroBatch(
             config.window,
             config.trigger,
             config.num_shards,
@@ -100,7 +112,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         if source.state is not None:  # the source's own position moves with the run
             state = (state, source.state) | 'WithSourceState' >> beam.Flatten()
     elif config.streaming:
-        stream = validated.valid | 'AggregateStream' >> AggregateStream(
+        stream = clean | 'AggregateStream' >> AggregateStream(
             config.window,
             config.trigger,
             config.num_shards,
@@ -110,14 +122,13 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         events, aggregates, duplicates = stream.events, stream.panes, stream.duplicates
         late, retractions = stream.late, stream.retractions
     else:
-        deduplicated = validated.valid | 'Deduplicate' >> DeduplicateEvents(
+        deduplicated = clean | 'Deduplicate' >> DeduplicateEvents(
             config.num_shards, shard_by=KEY_COLUMNS
         )
         events, duplicates = deduplicated.events, deduplicated.duplicates
         aggregates = events | 'Aggregate' >> AggregateWindows(
             config.window, config.num_shards, complete_keys=True
         )
-    dead_letter = (parsed.dead_letter, validated.dead_letter) | 'AllDeadLetters' >> beam.Flatten()
     sized = [
         parsed.batches | 'CountParsed' >> CountAs('read', parsed_rows),
         parsed.dead_letter | 'CountParseFailures' >> CountAs('read', one),
@@ -125,8 +136,9 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         dead_letter | 'CountDeadLetters' >> CountAs('dead_letter', one),
         duplicates | 'CountDuplicates' >> CountAs('duplicates', int),
         aggregates | 'CountAggregates' >> CountAs('aggregates'),
+        *erased,
     ]
-    names = list(COUNTS)
+    names = list(COUNTS) + (['erased'] if erased else [])
     if config.panes:
         sized.append(late | 'CountLate' >> CountAs('late', one))
         sized.append(retractions | 'CountRetractions' >> CountAs('retractions'))
@@ -143,7 +155,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         )
     quality = None
     if config.quality is not None:
-        quality = measure_quality(validated.valid, events, dead_letter, config, write)
+        quality = measure_quality(clean, events, dead_letter, config, write)
         sized += quality.counted
         names += quality.names
         all_dead_letters = (all_dead_letters, *quality.dead_letters) | 'WithNotifyDeadLetters' >> (

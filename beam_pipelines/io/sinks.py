@@ -81,15 +81,18 @@ class WriteDeadLetters(beam.PTransform):
 
 
 def balance(counts: dict[str, int]) -> int:
-    """``read - (valid + dead_letter + duplicates + late)``: 0 when nothing was lost or invented.
+    """``read - (valid + dead_letter + duplicates + late + erased)``: 0 when nothing was lost or
+    invented.
 
-    ``late`` (events past the allowed lateness) exists only in streaming runs.
+    ``late`` (events past the allowed lateness) exists only in streaming runs; ``erased``
+    (records of erased subjects, dropped at ingestion) only in runs with GDPR secrets.
     """
     return counts.get('read', 0) - (
         counts.get('valid', 0)
         + counts.get('dead_letter', 0)
         + counts.get('duplicates', 0)
         + counts.get('late', 0)
+        + counts.get('erased', 0)
     )
 
 

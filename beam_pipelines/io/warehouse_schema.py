@@ -12,7 +12,13 @@ Tables (in the schema given, ``public`` by default):
 * ``anomalies`` — scored points from the anomaly detectors.
 * ``dead_letters`` — the project's envelope, keyed by a hash of its content and origin, so a
   re-run does not add copies.
+* ``quality``, ``quality_windows`` — data-quality measurements per source and run / window.
+* ``gdpr_keys``, ``gdpr_tombstones``, ``gdpr_audit`` — per-subject data keys (wrapped), erased
+  subjects (as pseudonyms) and the audit trail of GDPR requests (see :mod:`beam_pipelines.gdpr`).
+* ``backup_jobs``, ``sync_jobs`` — job records of backups and syncs.
 * ``bp_schema_migrations`` — which migrations ran.
+
+Every data table has ``loaded_at``: when the row was last written, moved by a trigger on update.
 """
 
 from __future__ import annotations
@@ -150,6 +156,100 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE {s}.dead_letters
             ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 1,
             ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz;
+        """,
+    ),
+    (
+        5,
+        'loaded_at on every table, kept by trigger; GDPR key store, tombstones and audit; '
+        'backup and sync job records',
+        """
+        -- loaded_at is when a row was last written, by any writer: the watermark of incremental
+        -- backups and syncs. ON CONFLICT DO UPDATE fires BEFORE UPDATE triggers, so upserts move
+        -- it too.
+        ALTER TABLE {s}.dead_letters
+            ADD COLUMN IF NOT EXISTS loaded_at timestamptz NOT NULL DEFAULT now();
+        ALTER TABLE {s}.quality
+            ADD COLUMN IF NOT EXISTS loaded_at timestamptz NOT NULL DEFAULT now();
+        ALTER TABLE {s}.quality_windows
+            ADD COLUMN IF NOT EXISTS loaded_at timestamptz NOT NULL DEFAULT now();
+        CREATE OR REPLACE FUNCTION {s}.bp_touch_loaded_at() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN NEW.loaded_at := now(); RETURN NEW; END $$;
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.events
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.aggregates
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.anomalies
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.dead_letters
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.quality
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE OR REPLACE TRIGGER bp_touch_loaded_at BEFORE UPDATE ON {s}.quality_windows
+            FOR EACH ROW EXECUTE FUNCTION {s}.bp_touch_loaded_at();
+        CREATE INDEX IF NOT EXISTS events_loaded_at ON {s}.events (loaded_at);
+        CREATE INDEX IF NOT EXISTS aggregates_loaded_at ON {s}.aggregates (loaded_at);
+        CREATE INDEX IF NOT EXISTS anomalies_loaded_at ON {s}.anomalies (loaded_at);
+        CREATE INDEX IF NOT EXISTS dead_letters_loaded_at ON {s}.dead_letters (loaded_at);
+
+        -- Per-subject data keys, wrapped by a master key (never stored here). Deleting a row
+        -- shreds every copy of the subject's encrypted fields. Backups leave this table out.
+        CREATE TABLE IF NOT EXISTS {s}.gdpr_keys (
+            subject text PRIMARY KEY,
+            master_key_id text NOT NULL,
+            wrapped_key bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- Erased subjects, as keyed pseudonyms only: ingestion, replays, backfills and restores
+        -- drop what matches.
+        CREATE TABLE IF NOT EXISTS {s}.gdpr_tombstones (
+            pseudonym text PRIMARY KEY,
+            request_id text NOT NULL,
+            erased_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- What was done, by whom, with counts; no personal data.
+        CREATE TABLE IF NOT EXISTS {s}.gdpr_audit (
+            request_id text PRIMARY KEY,
+            action text NOT NULL,
+            requested_by text NOT NULL,
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            status text NOT NULL,
+            stores jsonb,
+            counts jsonb,
+            error text
+        );
+        CREATE TABLE IF NOT EXISTS {s}.backup_jobs (
+            backup_id text PRIMARY KEY,
+            mode text NOT NULL,
+            parent_id text,
+            archive text NOT NULL,
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            status text NOT NULL,
+            watermark timestamptz,
+            rows bigint,
+            bytes bigint,
+            manifest jsonb,
+            error text
+        );
+        CREATE TABLE IF NOT EXISTS {s}.sync_jobs (
+            job_id text PRIMARY KEY,
+            name text NOT NULL,
+            source text NOT NULL,
+            destination text NOT NULL,
+            mode text NOT NULL,
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            status text NOT NULL,
+            rows_read bigint NOT NULL DEFAULT 0,
+            rows_written bigint NOT NULL DEFAULT 0,
+            rows_failed bigint NOT NULL DEFAULT 0,
+            watermark_from text,
+            watermark_to text,
+            lag_secs double precision,
+            error text
+        );
+        CREATE INDEX IF NOT EXISTS sync_jobs_name ON {s}.sync_jobs (name, started_at);
         """,
     ),
 )

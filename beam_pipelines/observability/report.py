@@ -83,7 +83,16 @@ def _section(title: str, body: str) -> str:
 
 def _counts_section(summary: dict) -> str:
     c = summary.get('counts', {})
-    order = ['read', 'valid', 'dead_letter', 'duplicates', 'late', 'aggregates', 'anomalies']
+    order = [
+        'read',
+        'valid',
+        'dead_letter',
+        'duplicates',
+        'late',
+        'erased',
+        'aggregates',
+        'anomalies',
+    ]
     items = [(k, c[k]) for k in order if k in c] + [
         (k, v) for k, v in sorted(c.items()) if k not in order
     ]

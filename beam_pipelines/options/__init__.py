@@ -3,6 +3,7 @@
 from beam_pipelines.options.anomaly import AnomalyOptions
 from beam_pipelines.options.features import FeatureOptions
 from beam_pipelines.options.flink import FlinkCheckpointOptions
+from beam_pipelines.options.gdpr import GdprOptions
 from beam_pipelines.options.input import InputOptions
 from beam_pipelines.options.observability import ObservabilityOptions
 from beam_pipelines.options.output import OutputOptions
@@ -19,6 +20,7 @@ __all__ = [
     'AnomalyOptions',
     'FeatureOptions',
     'FlinkCheckpointOptions',
+    'GdprOptions',
     'InputOptions',
     'ObservabilityOptions',
     'OutputOptions',

@@ -1,0 +1,63 @@
+"""Erasure (GDPR art. 17): delete or shred a subject's data in every store given.
+
+Order matters. The tombstones are written first, in their own transaction: from then on a
+pipeline that reloads them (``refresh_secs``) drops the subject's records, and a replay or a
+backfill cannot bring them back. Then the warehouse rows and data keys (one transaction),
+Redis, and the files. Every step is idempotent, so a failed erasure is finished by running it
+again; the audit record says which stores were done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from beam_pipelines.gdpr.audit import audited
+from beam_pipelines.gdpr.secrets import KeyRing
+from beam_pipelines.gdpr.stores import files as file_store
+from beam_pipelines.gdpr.stores import postgres as pg_store
+from beam_pipelines.gdpr.stores import redis as redis_store
+from beam_pipelines.gdpr.subject import Subject
+from beam_pipelines.gdpr.tombstones import add_tombstones
+
+__all__ = ['Stores', 'erase_subject', 'resolve_subject']
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Stores:
+    """The stores a command acts on (any may be absent but the warehouse connection)."""
+
+    conn: object  # psycopg2 connection to the warehouse (and GDPR tables)
+    schema: str
+    redis: object | None = None  # redis.Redis
+    redis_prefix: str = 'bp:'
+    output_dirs: tuple[str, ...] = ()
+
+
+def resolve_subject(
+    stores: Stores, entity_id: str, identifiers: list[str], ring: KeyRing, fields: list[str]
+) -> Subject:
+    """The subject, with the pseudonymised personal values its own events hold."""
+    subject = Subject.of(entity_id, identifiers, ring)
+    found = pg_store.found_personal_values(stores.conn, stores.schema, subject, fields)
+    return subject.with_found(found)
+
+
+def erase_subject(stores: Stores, subject: Subject, requested_by: str) -> dict:
+    """Erases ``subject`` everywhere; returns the audit record's id and counts."""
+    with audited(stores.conn, stores.schema, 'erase', requested_by) as record:
+        with stores.conn, stores.conn.cursor() as cur:
+            n = add_tombstones(cur, stores.schema, list(subject.pseudonyms), record.request_id)
+        record.counts['tombstones'] = {'pseudonyms': n}
+        record.counts['postgres'] = pg_store.erase(stores.conn, stores.schema, subject)
+        record.stores.append('postgres')
+        if stores.redis is not None:
+            record.counts['redis'] = redis_store.erase(stores.redis, stores.redis_prefix, subject)
+            record.stores.append('redis')
+        if stores.output_dirs:
+            record.counts['files'] = file_store.erase(list(stores.output_dirs), subject)
+            record.stores.append('files')
+        _LOGGER.info('erasure %s done: %s', record.request_id, record.counts)
+    return {'request_id': record.request_id, 'counts': record.counts}
