@@ -5,6 +5,7 @@ import setuptools
 REQUIRED = [
     'aiohttp>=3.9,<4',
     'croniter>=2,<8',
+    'cryptography>=42,<51',
     'apache-beam[gcp,aws]>=2.77.0,<2.78.0',
     'fastavro>=1.9,<2',
     'numpy>=1.26,<3',

@@ -45,12 +45,14 @@ def resolve_subject(
     return subject.with_found(found)
 
 
-def erase_subject(stores: Stores, subject: Subject, requested_by: str) -> dict:
+def erase_subject(stores: Stores, subject: Subject, ring: KeyRing, requested_by: str) -> dict:
     """Erases ``subject`` everywhere; returns the audit record's id and counts."""
     with audited(stores.conn, stores.schema, 'erase', requested_by) as record:
         with stores.conn, stores.conn.cursor() as cur:
-            n = add_tombstones(cur, stores.schema, list(subject.pseudonyms), record.request_id)
-        record.counts['tombstones'] = {'pseudonyms': n}
+            n = add_tombstones(
+                cur, stores.schema, list(subject.identifiers), ring, record.request_id
+            )
+        record.counts['tombstones'] = {'added': n}
         record.counts['postgres'] = pg_store.erase(stores.conn, stores.schema, subject)
         record.stores.append('postgres')
         if stores.redis is not None:

@@ -228,5 +228,5 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == 'access':
         _print(export_subject(stores, subject, keys.master_keys, args.output, who))
     else:
-        _print(erase_subject(stores, subject, who))
+        _print(erase_subject(stores, subject, keys.pseudonym_keys, who))
     return 0
