@@ -20,6 +20,7 @@ __all__ = [
     'ArgumentParser',
     'UsageError',
     'configure_logging',
+    'duration_secs',
     'exit_now',
     'main',
     'parse_pipeline_args',
@@ -138,6 +139,22 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
+
+
+def duration_secs(text: str, flag: str) -> float:
+    """Seconds of a duration such as '500ms', '30s', '5m', '1h' or '1d' (a bare number: s)."""
+    clean = text.strip().lower()
+    unit = next((u for u in ('ms', 's', 'm', 'h', 'd') if clean.endswith(u)), '')
+    try:
+        secs = float(clean[: len(clean) - len(unit)]) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        secs = -1.0
+    if not secs > 0:
+        raise UsageError(f"{flag} must be a positive duration like '5s' or '1m', got {text!r}")
+    return secs
 
 
 def require_http_url(flag: str, url: str | None) -> None:

@@ -326,7 +326,6 @@ def _source_uri(src, inp, rd) -> str:
     return inp.input
 
 
-_UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
 _LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
 
 
@@ -337,7 +336,7 @@ def _every_secs(trig) -> float | None:
         return None
     if trig.state_dir is None:
         raise cli.UsageError('--every needs --state_dir (where state is kept between runs)')
-    secs = _duration_secs(trig.every, '--every')
+    secs = cli.duration_secs(trig.every, '--every')
     if trig.runs is not None and trig.runs < 1:
         raise cli.UsageError(f'--runs must be >= 1, got {trig.runs}')
     return secs
@@ -431,19 +430,6 @@ def _anomaly_config(options, trigger: TriggerSpec, state_dir: str | None) -> Ano
     )
 
 
-def _duration_secs(text: str, flag: str) -> float:
-    """Seconds of a duration such as '500ms', '30s', '5m', '1h' or '1d' (a bare number: s)."""
-    clean = text.strip().lower()
-    unit = next((u for u in ('ms', 's', 'm', 'h', 'd') if clean.endswith(u)), '')
-    try:
-        secs = float(clean[: len(clean) - len(unit)]) * _UNITS.get(unit, 1.0)
-    except ValueError:
-        secs = -1.0
-    if not secs > 0:
-        raise cli.UsageError(f"{flag} must be a positive duration like '5s' or '1m', got {text!r}")
-    return secs
-
-
 def _feature_config(options, streaming: bool, state_dir: str | None) -> FeatureConfig | None:
     fo = options.view_as(FeatureOptions)
     if not fo.features:
@@ -456,7 +442,7 @@ def _feature_config(options, streaming: bool, state_dir: str | None) -> FeatureC
             'is not carried between runs; use a batch run or --streaming'
         )
     horizons = tuple(
-        _duration_secs(h, '--feature_horizons') for h in fo.feature_horizons.split(',')
+        cli.duration_secs(h, '--feature_horizons') for h in fo.feature_horizons.split(',')
     )
     types = tuple(t.strip() for t in fo.feature_event_types.split(',') if t.strip())
     anomaly = None

@@ -31,7 +31,15 @@ from beam_pipelines.io.postgres import NAMESPACE
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.transforms.completion import RunAfter
 
-__all__ = ['AcknowledgeChanges', 'ReadChangesFromPostgres', 'parse_test_decoding']
+__all__ = [
+    'AcknowledgeChanges',
+    'ReadChangesFromPostgres',
+    'advance_slot',
+    'current_lsn',
+    'ensure_slot',
+    'parse_test_decoding',
+    'peek_changes',
+]
 
 _SLOT = re.compile(r'^[a-z0-9_]{1,63}$')
 _HEADER = re.compile(r'^table (?P<schema>[^.]+)\.(?P<table>[^:]+): (?P<op>INSERT|UPDATE|DELETE): ')
@@ -111,18 +119,22 @@ class ReadChangesFromPostgres(beam.PTransform):
         )
 
 
-def ensure_slot(url: str | None, slot: str) -> None:
-    """Creates the logical replication slot (``test_decoding``) if it does not exist."""
+def ensure_slot(url: str | None, slot: str) -> bool:
+    """Creates the logical replication slot (``test_decoding``) if it does not exist.
+
+    Returns:
+        True when this call created it (a consumer then starts from a full copy).
+    """
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
                 'SELECT 1 FROM pg_replication_slots WHERE slot_name = %s', (_check_slot(slot),)
             )
-            if cur.fetchone() is None:
-                cur.execute(
-                    "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,)
-                )
+            if cur.fetchone() is not None:
+                return False
+            cur.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+            return True
     finally:
         conn.close()
 
@@ -151,33 +163,42 @@ class _PeekChangesFn(beam.DoFn):
     def process(self, _) -> Iterator[pa.Table]:
         ensure_slot(self._url, self._slot)
         upper = self._upper_lsn or current_lsn(self._url)
-        conn = connect(self._url)
-        try:
-            with conn, conn.cursor(name='bp_changes') as cur:
-                cur.itersize = self._batch_rows
-                cur.execute(
-                    'SELECT lsn::text, xid::text::bigint, data FROM '
-                    "pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, 'skip-empty-xacts', '1')",
-                    (self._slot, upper),
-                )
-                while rows := cur.fetchmany(self._batch_rows):
-                    batch = []
-                    for lsn, xid, data in rows:
-                        change = parse_test_decoding(data)
-                        if change is not None:
-                            batch.append(
-                                {
-                                    'lsn': lsn,
-                                    'xid': xid,
-                                    **change,
-                                    'row': orjson.dumps(change['row']).decode(),
-                                }
-                            )
-                    if batch:
-                        self._changes.inc(len(batch))
-                        yield pa.Table.from_pylist(batch, schema=CHANGE_SCHEMA)
-        finally:
-            conn.close()
+        for changes in peek_changes(self._url, self._slot, upper, self._batch_rows):
+            self._changes.inc(len(changes))
+            rows = [{**c, 'row': orjson.dumps(c['row']).decode()} for c in changes]
+            yield pa.Table.from_pylist(rows, schema=CHANGE_SCHEMA)
+
+
+def peek_changes(
+    url: str | None, slot: str, upper_lsn: str, batch_rows: int = 10_000
+) -> Iterator[list[dict]]:
+    """Reads the slot's changes up to ``upper_lsn`` without consuming them, in LSN order.
+
+    Yields:
+        Lists of up to ``batch_rows`` changes, each ``{'lsn', 'xid', 'schema', 'table', 'op',
+        'row'}`` with ``row`` a dict (see :func:`parse_test_decoding`); BEGIN/COMMIT lines are
+        left out. Nothing is acknowledged: call :func:`advance_slot` once they are written.
+    """
+    conn = connect(url)
+    try:
+        # A named cursor lives on the server: the changes stream, never all in memory.
+        with conn, conn.cursor(name='bp_changes') as cur:
+            cur.itersize = batch_rows
+            cur.execute(
+                'SELECT lsn::text, xid::text::bigint, data FROM '
+                "pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, 'skip-empty-xacts', '1')",
+                (_check_slot(slot), upper_lsn),
+            )
+            while rows := cur.fetchmany(batch_rows):
+                batch = []
+                for lsn, xid, data in rows:
+                    change = parse_test_decoding(data)
+                    if change is not None:
+                        batch.append({'lsn': lsn, 'xid': xid, **change})
+                if batch:
+                    yield batch
+    finally:
+        conn.close()
 
 
 class AcknowledgeChanges(beam.PTransform):
@@ -191,15 +212,23 @@ class AcknowledgeChanges(beam.PTransform):
 
     def expand(self, outputs):
         return outputs | 'AdvanceAfterOutputs' >> RunAfter(
-            _advance, self._url, self._slot, self._upper_lsn
+            advance_slot, self._url, self._slot, self._upper_lsn
         )
 
 
-def _advance(url, slot, upper_lsn) -> str:
+def advance_slot(url: str | None, slot: str, upper_lsn: str) -> str:
+    """Acknowledges every change up to ``upper_lsn``: the slot will not return them again.
+
+    Returns:
+        ``upper_lsn``.
+    """
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute('SELECT pg_replication_slot_advance(%s, %s::pg_lsn)', (slot, upper_lsn))
+            cur.execute(
+                'SELECT pg_replication_slot_advance(%s, %s::pg_lsn)',
+                (_check_slot(slot), upper_lsn),
+            )
     except psycopg2.errors.ObjectNotInPrerequisiteState:
         pass  # already at or past that LSN: nothing to acknowledge
     finally:

@@ -33,6 +33,7 @@ __all__ = [
     'WarehouseResult',
     'WriteToWarehouse',
     'dead_letter_id',
+    'dead_letter_rows',
     'event_rows',
     'events_target',
 ]
@@ -99,7 +100,7 @@ class WriteToWarehouse(beam.PTransform):
             'dead_letters': (
                 outputs['dead_letter']
                 | 'BatchDeadLetters' >> beam.BatchElements(min_batch_size=1, max_batch_size=10_000)
-                | 'DeadLettersToRows' >> beam.Map(_dead_letter_rows).with_output_types(pa.Table)
+                | 'DeadLettersToRows' >> beam.Map(dead_letter_rows).with_output_types(pa.Table)
                 | 'LoadDeadLetters' >> WriteToPostgres(self._url, dead, self._pipeline_name)
             ),
         }
@@ -263,7 +264,7 @@ def dead_letter_id(envelope: dict) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-def _dead_letter_rows(envelopes: list[dict]) -> pa.Table:
+def dead_letter_rows(envelopes: list[dict]) -> pa.Table:
     columns = {name: [e.get(name) for e in envelopes] for name in ENVELOPE_FIELDS}
     columns['source'] = [
         orjson.dumps(s).decode() if s is not None else None for s in columns['source']
