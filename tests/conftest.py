@@ -1,4 +1,5 @@
-"""Shared fixtures: the default schema, raw batches built from lines, table helpers."""
+"""Shared fixtures: the default schema, raw batches built from lines, table helpers, a local
+S3-compatible server."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import datetime as dt
 import os
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -22,6 +25,12 @@ from beam_pipelines.schema import Event
 from beam_pipelines.schema import compile_schema
 
 UTC = dt.UTC
+# The credentials the local S3 server (moto) accepts.
+S3_KEYS = {
+    'aws_access_key_id': 'testing',
+    'aws_secret_access_key': 'testing',
+    'region_name': 'us-east-1',
+}
 
 
 @pytest.fixture(scope='session')
@@ -109,3 +118,11 @@ def service_unavailable(what: str, exc: Exception):
     if os.environ.get('CI'):
         pytest.fail(f'{what} is required under CI: {exc}')
     pytest.skip(f'no {what}: {exc}')
+
+
+@pytest.fixture(scope='module')
+def s3_endpoint():
+    """A local S3-compatible server (moto in server mode on loopback): its endpoint URL."""
+    server = str(Path(sys.executable).parent / 'moto_server')
+    with local_server(lambda port: [server, '-H', '127.0.0.1', '-p', str(port)]) as port:
+        yield f'http://127.0.0.1:{port}'

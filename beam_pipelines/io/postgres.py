@@ -47,6 +47,7 @@ __all__ = [
     'connect',
     'copy_and_merge',
     'redact',
+    'scrub',
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ def connect(url: str | None, **kwargs) -> psycopg2.extensions.connection:
         return psycopg2.connect(url or '', **kwargs)
     except psycopg2.Error as exc:
         raise psycopg2.OperationalError(_scrub(str(exc), url)) from None
+
+
+def scrub(message: str, url: str | None) -> str:
+    """``message`` with credentials removed: URLs and DSNs redacted, and ``url``'s password
+    wherever else it appears (drivers quote it in their messages)."""
+    return _scrub(message, url)
 
 
 def _scrub(message: str, url: str | None) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import boto3
 import pyarrow.parquet as pq
@@ -16,26 +14,14 @@ from beam_pipelines import event_analytics
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
-from tests.conftest import local_server
+from tests.conftest import S3_KEYS
 
 pytestmark = pytest.mark.e2e
 BUCKET = 'bp-test'
-KEYS = {
-    'aws_access_key_id': 'testing',
-    'aws_secret_access_key': 'testing',
-    'region_name': 'us-east-1',
-}
-
-
-@pytest.fixture(scope='module')
-def s3_endpoint():
-    server = str(Path(sys.executable).parent / 'moto_server')
-    with local_server(lambda port: [server, '-H', '127.0.0.1', '-p', str(port)]) as port:
-        yield f'http://127.0.0.1:{port}'
 
 
 def test_flagship_reads_and_writes_s3(tmp_path, s3_endpoint):
-    s3 = boto3.client('s3', endpoint_url=s3_endpoint, **KEYS)
+    s3 = boto3.client('s3', endpoint_url=s3_endpoint, **S3_KEYS)
     s3.create_bucket(Bucket=BUCKET)
     records, _ = generate_records(GeneratorConfig(events=1500, seed=9, entities=20))
     local = tmp_path / 'events.parquet'
