@@ -72,6 +72,21 @@ LAUNCHERS: tuple[Launcher, ...] = (
         'The ops API: health, metrics, runs, dead letters, read-only warehouse queries.',
     ),
     Launcher('warehouse', 'beam_pipelines.warehouse', 'Create or migrate the warehouse schema.'),
+    Launcher(
+        'gdpr',
+        'beam_pipelines.gdpr',
+        'GDPR requests: keys, access (export), erasure (with tombstones), retention.',
+    ),
+    Launcher(
+        'backup',
+        'beam_pipelines.backup',
+        'Back up, restore and prune the warehouse and Parquet outputs (full or incremental).',
+    ),
+    Launcher(
+        'sync',
+        'beam_pipelines.sync',
+        'Keep a PostgreSQL table or Redis in step with a warehouse table (watermark or CDC).',
+    ),
     Launcher('generate_events', 'beam_pipelines.generate_events', 'Generate sample events.'),
     Launcher(
         'evaluate_nab', 'beam_pipelines.evaluate_nab', 'Score the detectors on NAB (benchmark).'

@@ -105,17 +105,20 @@ def _warehouse(conn, schema: str, days: dict[str, float], now: dt.datetime, dry_
         for name, d in days.items():
             cutoff = now - dt.timedelta(days=d)
             for table, column in DATASETS[name].tables:
+                where = f'{ident(column)} < %s'
+                if dry_run:
+                    cur.execute(f'SELECT count(*) FROM {s}.{ident(table)} WHERE {where}', (cutoff,))
+                    report[table] = cur.fetchone()[0]
+                    continue
                 removed = 0
                 if table == 'events':
                     for part, upper in _partitions(cur, schema):
                         if upper <= cutoff:
                             cur.execute(f'SELECT count(*) FROM {s}.{ident(part)}')
                             removed += cur.fetchone()[0]
-                            if not dry_run:
-                                cur.execute(f'DROP TABLE {s}.{ident(part)}')
-                verb = 'SELECT count(*) FROM' if dry_run else 'DELETE FROM'
-                cur.execute(f'{verb} {s}.{ident(table)} WHERE {ident(column)} < %s', (cutoff,))
-                removed += cur.fetchone()[0] if dry_run else cur.rowcount
+                            cur.execute(f'DROP TABLE {s}.{ident(part)}')
+                cur.execute(f'DELETE FROM {s}.{ident(table)} WHERE {where}', (cutoff,))
+                removed += cur.rowcount
                 report[table] = removed
     return report
 
