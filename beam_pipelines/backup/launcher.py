@@ -19,8 +19,10 @@ status: 0 done, 2 usage errors, 1 failures (a refused restore included).
 
 from __future__ import annotations
 
+import os
 import sys
 
+import orjson
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import cli
@@ -32,6 +34,8 @@ from beam_pipelines.backup.manifest import Manifest
 from beam_pipelines.backup.manifest import list_manifests
 from beam_pipelines.backup.prune import prune
 from beam_pipelines.backup.restore import restore
+from beam_pipelines.gdpr import secrets as gdpr_secrets
+from beam_pipelines.gdpr.enforce import TombstoneEnforcer
 
 __all__ = ['PROG', 'format_backups', 'run']
 
@@ -69,6 +73,12 @@ def _parser():
     )
     back.add_argument(
         '--allow_nonempty', action='store_true', help='Merge into tables that hold rows.'
+    )
+    back.add_argument(
+        '--gdpr_secrets_file',
+        default=None,
+        help='The pseudonym keys that enforce the tombstones of erased subjects on the restored '
+        'data (default: $BP_GDPR_SECRETS); required when there are tombstones.',
     )
     cut = command('prune', 'Delete old backups.', database=True, required_db=False)
     cut.add_argument('--keep', type=int, required=True, help='Newest backups kept per schema.')
@@ -129,6 +139,15 @@ def _run(args) -> int:
     return 0
 
 
+def _pseudonym_keys(args):
+    if not (args.gdpr_secrets_file or gdpr_secrets.ENV_VAR in os.environ):
+        return None  # refused later only if there are tombstones to enforce
+    try:
+        return gdpr_secrets.load(args.gdpr_secrets_file).pseudonym_keys
+    except gdpr_secrets.SecretsError as exc:
+        raise cli.UsageError(str(exc)) from None
+
+
 def _restore(args) -> int:
     summary = restore(
         args.backup_id,
@@ -136,7 +155,7 @@ def _restore(args) -> int:
         args.postgres_url,
         args.pg_schema,
         args.output_dir,
-        after_restore=None,  # the GDPR module's tombstone enforcement plugs in here
+        after_restore=TombstoneEnforcer(_pseudonym_keys(args), args.archive),
         allow_nonempty=args.allow_nonempty,
     )
     chain = ' -> '.join(summary['chain'])
@@ -144,6 +163,9 @@ def _restore(args) -> int:
     for table, rows in summary['rows_loaded'].items():
         print(f'  {table:<20} {rows:>12,} rows')
     print(f'  files: {len(summary["files"])}')
+    enforced = summary.get('after_restore') or {}
+    if enforced.get('tombstones'):
+        print(f'  tombstones enforced: {orjson.dumps(enforced).decode()}')
     return 0
 
 

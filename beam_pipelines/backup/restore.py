@@ -16,6 +16,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from apache_beam.io.filesystems import FileSystems
+
 from beam_pipelines.backup import archive
 from beam_pipelines.backup.manifest import BackupError
 from beam_pipelines.backup.manifest import FileEntry
@@ -102,8 +104,17 @@ def restore(
             for entry in loads:
                 rows = load_table(cur, schema, entry, _path(root, entry))
                 loaded[entry.name] = loaded.get(entry.name, 0) + rows
-            restored = [restore_file(e, _path(root, e), targets[e.output]) for e in files]
-            hooked = after_restore(conn, schema, targets) if after_restore else None
+            restored = []
+            try:
+                for e in files:
+                    restored.append(restore_file(e, _path(root, e), targets[e.output]))
+                hooked = after_restore(conn, schema, targets) if after_restore else None
+            except BaseException:
+                # The tables roll back with the transaction; the files written so far go too,
+                # so a refused restore (say, tombstones it could not enforce) leaves nothing.
+                if restored:
+                    FileSystems.delete(restored)
+                raise
     finally:
         conn.close()
     summary = {

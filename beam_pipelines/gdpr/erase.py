@@ -13,6 +13,7 @@ import dataclasses
 import logging
 
 from beam_pipelines.gdpr.audit import audited
+from beam_pipelines.gdpr.enforce import log_tombstones
 from beam_pipelines.gdpr.secrets import KeyRing
 from beam_pipelines.gdpr.stores import files as file_store
 from beam_pipelines.gdpr.stores import postgres as pg_store
@@ -45,14 +46,27 @@ def resolve_subject(
     return subject.with_found(found)
 
 
-def erase_subject(stores: Stores, subject: Subject, ring: KeyRing, requested_by: str) -> dict:
-    """Erases ``subject`` everywhere; returns the audit record's id and counts."""
+def erase_subject(
+    stores: Stores,
+    subject: Subject,
+    ring: KeyRing,
+    requested_by: str,
+    archives: tuple[str, ...] = (),
+) -> dict:
+    """Erases ``subject`` everywhere; returns the audit record's id and counts.
+
+    Args:
+        archives: backup archives whose tombstone log gets the erasure's tombstones, so a
+            restore of an older backup enforces them (:mod:`beam_pipelines.gdpr.enforce`).
+    """
     with audited(stores.conn, stores.schema, 'erase', requested_by) as record:
         with stores.conn, stores.conn.cursor() as cur:
-            n = add_tombstones(
+            stones = add_tombstones(
                 cur, stores.schema, list(subject.identifiers), ring, record.request_id
             )
-        record.counts['tombstones'] = {'added': n}
+        for archive in archives:
+            log_tombstones(archive, record.request_id, stones)
+        record.counts['tombstones'] = {'added': len(stones), 'archives': len(archives)}
         record.counts['postgres'] = pg_store.erase(stores.conn, stores.schema, subject)
         record.stores.append('postgres')
         if stores.redis is not None:

@@ -109,6 +109,15 @@ def _parser():
         _subject_flags(command)
         if name == 'access':
             command.add_argument('--output', required=True, help='A directory, or a .zip.')
+        else:
+            command.add_argument(
+                '--archive',
+                action='append',
+                default=[],
+                help='A backup archive (local, s3://, gs://) whose tombstone log gets this '
+                'erasure, so restoring an older backup does not bring the subject back '
+                '(repeatable).',
+            )
     retention = commands.add_parser('retention', help='Remove data past its retention.')
     _store_flags(retention, warehouse_required=False)
     retention.add_argument('--retention_days', type=float, default=None, help='Every dataset.')
@@ -228,5 +237,5 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == 'access':
         _print(export_subject(stores, subject, keys.master_keys, args.output, who))
     else:
-        _print(erase_subject(stores, subject, keys.pseudonym_keys, who))
+        _print(erase_subject(stores, subject, keys.pseudonym_keys, who, tuple(args.archive)))
     return 0

@@ -27,7 +27,7 @@ from beam_pipelines.gdpr.protect import as_text
 from beam_pipelines.gdpr.secrets import KeyRing
 from beam_pipelines.gdpr.tombstones import Tombstones
 
-__all__ = ['Matcher', 'envelope_tombstoned', 'payload_values']
+__all__ = ['Matcher', 'envelope_tombstoned', 'json_values', 'payload_values']
 
 _WORD = 'A-Za-z0-9_'
 _TOKEN = re.compile(r'[^\s"\',;:{}\[\]()=<>|\\]+')
@@ -83,6 +83,13 @@ def _scalars(value, out: list[str]) -> None:
             _scalars(v, out)
     elif value is not None:
         out.append(as_text(value))
+
+
+def json_values(value) -> list[str]:
+    """Every scalar inside a JSON document, as text."""
+    out: list[str] = []
+    _scalars(value, out)
+    return out
 
 
 def payload_values(envelope: dict) -> list[str]:

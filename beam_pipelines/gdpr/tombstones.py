@@ -62,12 +62,14 @@ def load_tombstones(conn, schema: str) -> Tombstones:
         return Tombstones(frozenset(row[0] for row in cur.fetchall()))
 
 
-def add_tombstones(cur, schema: str, values: list[str], ring: KeyRing, request_id: str) -> int:
-    """Tombstones ``values`` under every key of the ring; returns how many tombstones."""
+def add_tombstones(
+    cur, schema: str, values: list[str], ring: KeyRing, request_id: str
+) -> list[str]:
+    """Tombstones ``values`` under every key of the ring; returns the tombstones."""
     stones = sorted({tombstone_of(v, ring, kid) for v in values for kid in ring.keys})
     cur.executemany(
         f'INSERT INTO {ident(schema)}.gdpr_tombstones (pseudonym, request_id) VALUES (%s, %s) '
         'ON CONFLICT (pseudonym) DO NOTHING',
         [(t, request_id) for t in stones],
     )
-    return len(stones)
+    return stones

@@ -12,6 +12,7 @@ A rewrite goes to a temporary file first and replaces the original by rename.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from typing import Any
@@ -19,14 +20,25 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.gdpr.matching import Matcher
+from beam_pipelines.gdpr.matching import json_values
 from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.subject import Subject
+from beam_pipelines.schema import ATTRIBUTES
 
-__all__ = ['erase', 'find', 'list_files', 'read_bytes', 'replace_file']
+__all__ = [
+    'erase',
+    'erase_matching',
+    'file_values',
+    'find',
+    'list_files',
+    'read_bytes',
+    'replace_file',
+]
 
 _LOGGER = logging.getLogger(__name__)
 _TEXT = ('.json', '.html', '.mmd', '.txt', '.csv', '.log')
@@ -108,6 +120,33 @@ def _scan(path: str, matcher: Matcher) -> tuple[str, Any, bytes | None]:
     return 'other', [], data
 
 
+def file_values(path: str) -> set[str]:
+    """Every distinct value a Parquet or JSON Lines file holds: strings of every string column,
+    the values inside JSON attributes, and the values of dead-letter payloads."""
+    data = read_bytes(path)
+    values: set[str] = set()
+    if path.endswith('.parquet'):
+        table = pq.read_table(io.BytesIO(data))
+        for name in table.column_names:
+            column = table.column(name)
+            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                continue
+            distinct = [v for v in pc.unique(column).to_pylist() if v]
+            values.update(distinct)
+            if name == ATTRIBUTES:
+                for doc in distinct:
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        values.update(json_values(orjson.loads(doc)))
+    elif path.endswith('.jsonl'):
+        for line in data.splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                envelope = orjson.loads(line)
+                if isinstance(envelope, dict):
+                    values.update(payload_values(envelope))
+                    values.update(json_values(envelope))
+    return values
+
+
 def find(roots: list[str], subject: Subject) -> dict[str, Any]:
     """The subject's rows and lines per file, and the count of traces in text files."""
     matcher = subject.matcher()
@@ -122,7 +161,11 @@ def find(roots: list[str], subject: Subject) -> dict[str, Any]:
 
 def erase(roots: list[str], subject: Subject) -> dict[str, int]:
     """Rewrites every file with a trace; returns counts (files, rows, lines, redactions)."""
-    matcher = subject.matcher()
+    return erase_matching(roots, subject.matcher())
+
+
+def erase_matching(roots: list[str], matcher: Matcher) -> dict[str, int]:
+    """Rewrites every file with a value ``matcher`` finds; returns counts."""
     counts = {'files_rewritten': 0, 'files_deleted': 0, 'rows': 0, 'lines': 0, 'redactions': 0}
     for root in roots:
         for path in list_files(root):
