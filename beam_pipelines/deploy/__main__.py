@@ -63,13 +63,16 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == 'schedules':
         try:
             entries = schedules.load(args.file)
+            jobs = schedules.load_maintenance(args.file)
         except ValueError as exc:
             raise cli.UsageError(str(exc)) from None
         for entry in entries:
             print(f'{entry.name}: {entry.cron} ({entry.timezone}) next {entry.next_run()}')
+        for job in jobs:
+            print(f'{job.name}: {job.cron} ({job.timezone}) {" ".join(job.argv()[:2])}')
         if args.write:
             with open(schedules.K8S_FILE, 'w', encoding='utf-8') as f:
-                f.write(schedules.render_k8s(entries))
+                f.write(schedules.render_k8s(entries, maintenance=jobs))
             print(f'{PROG}: wrote {schedules.K8S_FILE}')
         return 0
     parameters = {}

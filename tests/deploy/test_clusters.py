@@ -177,13 +177,14 @@ def test_the_flink_kubernetes_operator_manifest():
 def test_the_cronjobs_are_generated_from_the_schedules():
     path = os.path.join(ROOT, schedules.K8S_FILE)
     with open(path) as f:
+        shipped = os.path.join(ROOT, schedules.DEFAULT_FILE)
         assert f.read() == schedules.render_k8s(
-            schedules.load(os.path.join(ROOT, schedules.DEFAULT_FILE))
+            schedules.load(shipped), maintenance=schedules.load_maintenance(shipped)
         ), 'run `make schedules`'
     jobs = [d for d in load(schedules.K8S_FILE) if d['kind'] == 'CronJob']
     assert jobs
     for job in jobs:
         (container,) = job['spec']['jobTemplate']['spec']['template']['spec']['containers']
         assert SDK_IMAGE.match(container['image'])
-        assert container['args'][0] == 'backfill'
+        assert container['args'][0] in ('backfill', *schedules.MAINTENANCE_COMMANDS)
         assert job['spec']['concurrencyPolicy'] == 'Forbid'

@@ -136,3 +136,25 @@ def test_the_airflow_dag_file_compiles_and_builds_a_dag_per_schedule(monkeypatch
         assert task['py_options'] == ['-m']
         assert task['pipeline_options']['checkpointing_interval'] == 60000
         assert 'data_interval_start' in task['pipeline_options']['input']
+
+
+def test_the_shipped_maintenance_jobs_are_valid():
+    jobs = schedules.load_maintenance(SCHEDULES)
+    assert {j.command for j in jobs} == {'gdpr', 'backup'}
+    assert any(j.argv()[:2] == ['gdpr', 'retention'] for j in jobs)
+
+
+@pytest.mark.parametrize(
+    ('args', 'problem'),
+    [
+        (['retention', '--retention_dayz', '3'], 'unknown arguments'),
+        (['erase', '--postgres_url', 'x'], 'required'),
+        (['nope'], 'invalid choice'),
+    ],
+)
+def test_bad_maintenance_jobs_are_refused_with_the_reason(tmp_path, args, problem):
+    path = tmp_path / 'schedules.yaml'
+    job = {'name': 'cleanup', 'command': 'gdpr', 'cron': '0 3 * * *', 'args': args}
+    path.write_text(yaml.safe_dump({'schedules': [], 'maintenance': [job]}))
+    with pytest.raises(ValueError, match=problem):
+        schedules.load_maintenance(str(path))
