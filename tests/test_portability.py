@@ -25,6 +25,7 @@ import pytest
 from beam_pipelines import detect_anomalies
 from beam_pipelines import event_analytics
 from beam_pipelines import feature_pipeline
+from beam_pipelines.gdpr import secrets as gdpr_secrets
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
@@ -127,6 +128,12 @@ def test_flagship_with_sinks_in_an_external_worker_pool(
     outs = [tmp_path / 'direct', tmp_path / 'external']
     common = ['--input', str(path), '--batch_rows', '500', '--num_shards', '3']
     common += ['--postgres_url', pg_url, '--redis_url', REDIS_URL, '--detect_anomalies']
+    # Personal data too: the workers read the GDPR secrets themselves (none travel in the job),
+    # pseudonymise the entities and encrypt a column with keys from the warehouse.
+    secrets_file = tmp_path / 'gdpr_secrets.json'
+    secrets_file.write_text(gdpr_secrets.generate().to_json())
+    common += ['--pii_fields', 'entity_id', '--encrypt_fields', 'source']
+    common += ['--gdpr_secrets_file', str(secrets_file)]
     try:
         for out, schema, prefix, extra in zip(
             outs, two_schemas, prefixes, ([], [*external, '--checkpointing_interval=60000'])
@@ -141,6 +148,16 @@ def test_flagship_with_sinks_in_an_external_worker_pool(
         assert warehouse[1]['events'] == portable['counts']['valid']
         keys = [sorted(k[len(p) :] for k in client.scan_iter(f'{p}*')) for p in prefixes]
         assert keys[1] == keys[0] and keys[0]
+        assert all(b':p1_' in k for k in keys[0])  # pseudonymised entities
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            for schema in two_schemas:
+                cur.execute(f'SELECT count(*) FROM "{schema}".gdpr_keys')
+                assert cur.fetchone()[0] > 0
+                cur.execute(
+                    f'SELECT count(*) FROM "{schema}".events WHERE source NOT LIKE \'enc1.%%\''
+                )
+                assert cur.fetchone()[0] == 0
+        conn.close()
     finally:
         for p in prefixes:
             stale = list(client.scan_iter(f'{p}*'))
