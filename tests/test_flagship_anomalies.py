@@ -1,12 +1,14 @@
 """End to end: the flagship with ``--detect_anomalies``: a burst in one entity's per-minute
 counts reaches ``anomalies/``, the PostgreSQL ``anomalies`` table (real server) and a webhook
-(a real local HTTP server), once; bad flag combinations are one-line errors."""
+(a real local HTTP server), once; with ``--features`` (and the other steps) too, each gives what
+it gives alone; bad flag combinations are one-line errors."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 
+import apache_beam as beam
 import orjson
 import psycopg2
 import pyarrow.parquet as pq
@@ -18,6 +20,7 @@ from tests.io.test_alerts import Hook
 from tests.io.test_alerts import webhook
 from tests.io.test_postgres import pg_schema  # noqa: F401  (fixture)
 from tests.io.test_postgres import pg_url  # noqa: F401  (fixture)
+from tests.transforms.test_ordered import shared_timer_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +97,62 @@ def test_a_burst_is_one_anomaly_in_files_warehouse_and_alerts(tmp_path, pg_url, 
     ]
     assert loaded[0][4]['mean'] == pytest.approx(stats['mean'])
     assert [(b['entity_id'], b['value']) for b in hook.bodies] == [('u1', 60.0)]
+
+
+def run_flagship(tmp_path, name: str, flags: list[str]):
+    """Runs the flagship on ``tmp_path/events.jsonl`` into ``tmp_path/name``: (output dir,
+    counts)."""
+    out = tmp_path / name
+    assert (
+        event_analytics.run(
+            ['--input', str(tmp_path / 'events.jsonl'), '--output_dir', str(out), *flags]
+        )
+        == 0
+    )
+    return out, json.loads((out / 'run_summary.json').read_text())['counts']
+
+
+def rows_of(out, table: str, key: list[str]):
+    return pq.read_table(out / table).sort_by([(k, 'ascending') for k in key]).to_pylist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'quality, resample',
+    [([], []), (['--quality'], ['--resample_secs', '300'])],
+    ids=['features_and_anomalies', 'with_quality_and_resampling'],
+)
+def test_features_and_anomalies_together_give_what_each_gives_alone(tmp_path, quality, resample):
+    # Both are event-time-ordered stateful steps; on the FnApiRunner they are fused into one
+    # stage, where timers of the same name were shared and one step got none (which one
+    # depended on PYTHONHASHSEED): zero feature rows, or no anomalies, silently.
+    burst_events(tmp_path / 'events.jsonl')
+    (tmp_path / 'spec.yaml').write_text(SPEC)
+    detect = ['--detect_anomalies', '--detector_spec', str(tmp_path / 'spec.yaml')]
+    features, feature_counts = run_flagship(
+        tmp_path, 'features', ['--features', *resample, *quality]
+    )
+    anomalies, anomaly_counts = run_flagship(tmp_path, 'anomalies', [*detect, *quality])
+    both, counts = run_flagship(tmp_path, 'both', ['--features', *resample, *detect, *quality])
+    assert counts == {**feature_counts, **anomaly_counts}
+    assert counts['features'] == counts['valid'] and counts['anomalies'] == 1
+    assert rows_of(both, 'features', ['event_id']) == rows_of(features, 'features', ['event_id'])
+    key = ['entity_id', 'event_type', 'event_time']
+    assert rows_of(both, 'anomalies', key) == rows_of(anomalies, 'anomalies', key)
+    if resample:
+        key = ['entity_id', 'bucket_start']
+        assert rows_of(both, 'timeseries', key) == rows_of(features, 'timeseries', key)
+
+
+def test_no_two_steps_of_the_flagship_share_a_timer(tmp_path):
+    burst_events(tmp_path / 'events.jsonl')
+    argv = ['--input', str(tmp_path / 'events.jsonl'), '--output_dir', str(tmp_path / 'out')]
+    argv += ['--features', '--feature_anomaly_score', '--resample_secs', '300', '--quality']
+    argv += ['--detect_anomalies', '--alert_webhook_url', 'http://127.0.0.1:9/hook']
+    options = cli.parse_pipeline_args(argv)
+    p = beam.Pipeline(options=options)
+    event_analytics.build_pipeline(p, event_analytics.Config.from_options(options))
+    assert shared_timer_ids(p) == {}
 
 
 @pytest.mark.parametrize(

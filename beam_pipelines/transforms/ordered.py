@@ -16,6 +16,15 @@ its keys' state and an ``EventTimeBuffer`` of pending points, and that a subclas
 The shard object provides ``add(table, at_us)``, ``release(up_to_us)``, ``expire(now_us)``,
 ``pending_range()``, ``all_idle_at()``, ``pending`` and ``models`` (truthy while it holds
 keys), and ``attach(job_config)`` (configuration that is the job's, not the state's).
+
+Each subclass has timers of its own, named after its ``metric`` (``feature_release``,
+``anomaly_expire``): Beam's FnApiRunner, which the DirectRunner runs bounded pipelines on,
+buffers the timers a fused stage sets by timer family id alone (apache/beam#21995). Two steps
+fused into one stage with the same timer ids (the flagship's features and anomaly detection
+both follow its deduplication) shared one buffer: the step read first took every timer, and the
+other's never fired, so it released nothing, silently. The timer methods are therefore made per
+subclass (``__init_subclass__``), around the shared logic in ``_add``, ``_release`` and
+``_expire``.
 """
 
 from __future__ import annotations
@@ -47,12 +56,19 @@ NAMESPACE = 'beam_pipelines'
 
 class OrderedShardFn(beam.DoFn):
     """Drives a shard object (see the module docstring); subclasses give ``new_shard``,
-    ``job_config`` and ``metric`` (the counters' name prefix)."""
+    ``job_config`` and ``metric`` (the counters' name prefix and the timers' names, so one of
+    their own)."""
 
     STATE = ReadModifyWriteStateSpec('shard', PickleCoder())
-    RELEASE = TimerSpec('release', beam.TimeDomain.WATERMARK)
-    EXPIRE = TimerSpec('expire', beam.TimeDomain.WATERMARK)
     metric = 'ordered'
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if 'metric' not in cls.__dict__:
+            raise TypeError(
+                f'{cls.__qualname__} must set its own metric (its timers are named after it)'
+            )
+        _define_timers(cls)
 
     def __init__(self, time_column: str, release_us: int, pipeline: str):
         self._time = time_column
@@ -70,13 +86,7 @@ class OrderedShardFn(beam.DoFn):
         self._late = Metrics.counter(NAMESPACE, f'{self.metric}_late_points')
         self._expired = Metrics.counter(NAMESPACE, f'{self.metric}_keys_expired')
 
-    def process(
-        self,
-        element,
-        at=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
-        release=beam.DoFn.TimerParam(RELEASE),
-    ):
+    def _add(self, element, at, state, release):
         _, table = element
         shard = self._read(state)
         for refused, reason in shard.add(table, int(at.micros)):
@@ -87,14 +97,7 @@ class OrderedShardFn(beam.DoFn):
             release.set(self._tick(pending[0]))
         state.write(shard)
 
-    @on_timer(RELEASE)
-    def on_release(
-        self,
-        fired=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
-        release=beam.DoFn.TimerParam(RELEASE),
-        expire=beam.DoFn.TimerParam(EXPIRE),
-    ):
+    def _release(self, fired, state, release, expire):
         shard = self._read(state)
         now = int(fired.micros)  # the watermark has reached at least this
         out = shard.release(now)
@@ -114,8 +117,7 @@ class OrderedShardFn(beam.DoFn):
                 expire.set(Timestamp(micros=min(until, MAX_TIMESTAMP.micros - 1)))
         state.write(shard)
 
-    @on_timer(EXPIRE)
-    def on_expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE)):
+    def _expire(self, fired, state):
         shard = self._read(state)
         self._expired.inc(shard.expire(int(fired.micros)))
         if shard.models or shard.pending:
@@ -154,3 +156,40 @@ class OrderedShardFn(beam.DoFn):
                     event_time=event_time,
                 ),
             )
+
+
+def _define_timers(cls) -> None:
+    """Gives ``cls`` its timers (``<metric>_release``, ``<metric>_expire``) and the DoFn methods
+    that use them: Beam finds a DoFn's timers in its methods' default arguments."""
+    state_spec = OrderedShardFn.STATE
+    release_spec = TimerSpec(f'{cls.metric}_release', beam.TimeDomain.WATERMARK)
+    expire_spec = TimerSpec(f'{cls.metric}_expire', beam.TimeDomain.WATERMARK)
+
+    def process(
+        self,
+        element,
+        at=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(state_spec),
+        release=beam.DoFn.TimerParam(release_spec),
+    ):
+        yield from self._add(element, at, state, release)
+
+    @on_timer(release_spec)
+    def on_release(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(state_spec),
+        release=beam.DoFn.TimerParam(release_spec),
+        expire=beam.DoFn.TimerParam(expire_spec),
+    ):
+        yield from self._release(fired, state, release, expire)
+
+    @on_timer(expire_spec)
+    def on_expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(state_spec)):
+        self._expire(fired, state)
+
+    for method in (process, on_release, on_expire):
+        method.__module__ = cls.__module__  # found where the class is, as if written there
+        method.__qualname__ = f'{cls.__qualname__}.{method.__name__}'
+        setattr(cls, method.__name__, method)
+    cls.RELEASE, cls.EXPIRE = release_spec, expire_spec
