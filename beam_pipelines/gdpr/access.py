@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,19 @@ def write_bundle(bundle: dict[str, Any], output: str) -> list[str]:
     """Writes ``subject.json`` and the CSVs to ``output`` (a directory, or a ``.zip``)."""
     members = {'subject.json': orjson.dumps(bundle, option=orjson.OPT_INDENT_2, default=str)}
     members.update({f'csv/{n}': _csv(rows).encode() for n, rows in _tables(bundle).items()})
+    # The bundle is personal data in plain text: readable by its owner only.
     if output.endswith('.zip'):
-        with zipfile.ZipFile(output, 'w', zipfile.ZIP_DEFLATED) as z:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'wb') as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED) as z:
             for name, data in members.items():
                 z.writestr(name, data)
     else:
         root = Path(output)
         for name, data in members.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes(data)
+            (root / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(root / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
     return sorted(members)
 
 

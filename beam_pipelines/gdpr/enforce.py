@@ -19,7 +19,6 @@ from collections.abc import Iterable
 import orjson
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.gdpr.matching import Matcher
 from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.secrets import KeyRing
 from beam_pipelines.gdpr.secrets import SecretsError
@@ -96,7 +95,7 @@ class TombstoneEnforcer:
                 for path in file_store.list_files(root):
                     values |= file_store.file_values(path)
             matched = _matched(values, tombstones, self._ring)
-            report['files'] = file_store.erase_matching(roots, Matcher(matched)) if matched else {}
+            report['files'] = file_store.erase_matching(roots, matched) if matched else {}
         _LOGGER.info('tombstones enforced on the restore: %s', report)
         return report
 

@@ -27,15 +27,19 @@ from beam_pipelines.gdpr.protect import as_text
 from beam_pipelines.gdpr.secrets import KeyRing
 from beam_pipelines.gdpr.tombstones import Tombstones
 
-__all__ = ['Matcher', 'envelope_tombstoned', 'json_values', 'payload_values']
+__all__ = ['Matcher', 'candidates', 'envelope_tombstoned', 'json_values', 'payload_values']
 
 _WORD = 'A-Za-z0-9_'
 _TOKEN = re.compile(r'[^\s"\',;:{}\[\]()=<>|\\]+')
+# Finer splits for values embedded in URLs, query strings and sentences: "/u/user-42/profile",
+# "id=user-42&x=1", "user-42." all yield "user-42".
+_FINE = re.compile(r'[^A-Za-z0-9_@.+\-]+')
 
 
 def _escape(value: str) -> str:
-    # Backslash before every non-alphanumeric character is literal in all three dialects.
-    return ''.join(c if c.isalnum() else '\\' + c for c in value)
+    # A backslash before an ASCII punctuation character is literal in all three dialects;
+    # non-ASCII characters are never metacharacters, and RE2 refuses a backslash before them.
+    return ''.join(c if c.isalnum() or ord(c) > 127 else '\\' + c for c in value)
 
 
 class Matcher:
@@ -92,19 +96,35 @@ def json_values(value) -> list[str]:
     return out
 
 
-def payload_values(envelope: dict) -> list[str]:
-    """Every value a dead letter's payload holds: JSON scalars and delimited tokens."""
+def candidates(text: str) -> set[str]:
+    """The values free text may hold: delimited tokens, coarse and fine, trailing punctuation
+    trimmed. A value is found by exact comparison with these, never by substring."""
+    out = set()
+    for token in _TOKEN.findall(text):
+        out.add(token)
+        out.update(_FINE.split(token))
+    out |= {t.strip('.-+') for t in out}
+    out.discard('')
+    return out
+
+
+def payload_values(envelope: dict) -> set[str]:
+    """Every value a dead letter's payload holds: JSON scalars and the candidates of its text."""
     payload = envelope.get('payload')
     if not payload:
-        return []
+        return set()
     if envelope.get('payload_encoding') == 'base64':
         payload = base64.b64decode(payload).decode('utf-8', errors='replace')
-    values = _TOKEN.findall(payload)
+    values = candidates(payload)
     with contextlib.suppress(orjson.JSONDecodeError):
-        _scalars(orjson.loads(payload), values)
+        scalars: list[str] = []
+        _scalars(orjson.loads(payload), scalars)
+        values.update(scalars)
+        for scalar in scalars:
+            values |= candidates(scalar)
     return values
 
 
 def envelope_tombstoned(envelope: dict, tombstones: Tombstones, ring: KeyRing) -> bool:
     """Whether a dead letter carries a value of an erased subject."""
-    return any(tombstones.matches(v, ring) for v in set(payload_values(envelope)))
+    return any(tombstones.matches(v, ring) for v in payload_values(envelope))

@@ -20,7 +20,7 @@ from beam_pipelines.gdpr.secrets import KeyRing
 
 __all__ = ['PSEUDONYM', 'all_pseudonyms', 'is_pseudonym', 'pseudonymise', 'pseudonymise_array']
 
-PSEUDONYM = re.compile(r'^[A-Za-z0-9]{1,16}_[0-9a-f]{64}$')
+PSEUDONYM = re.compile(r'[A-Za-z0-9]{1,16}_[0-9a-f]{64}')
 
 
 def pseudonymise(value: str, ring: KeyRing, key_id: str | None = None) -> str:
@@ -37,7 +37,7 @@ def all_pseudonyms(value: str, ring: KeyRing) -> list[str]:
 
 
 def is_pseudonym(value: str) -> bool:
-    return bool(PSEUDONYM.match(value))
+    return bool(PSEUDONYM.fullmatch(value))
 
 
 def pseudonymise_array(values: pa.Array, ring: KeyRing) -> pa.Array:

@@ -23,6 +23,7 @@ import dataclasses
 import datetime as dt
 import io
 import logging
+import re
 
 import orjson
 import pyarrow as pa
@@ -37,6 +38,7 @@ from beam_pipelines.io.postgres import ident
 __all__ = ['DATASETS', 'Dataset', 'apply_retention', 'parse_retention']
 
 _LOGGER = logging.getLogger(__name__)
+_DAILY = re.compile(r'events_p(\d{8})')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,17 +86,22 @@ def parse_retention(default_days: float | None, overrides: list[str]) -> dict[st
 
 
 def _partitions(cur, schema: str) -> list[tuple[str, dt.datetime]]:
+    """The daily ``events`` partitions and their upper bounds, read from their names
+    (``events_pYYYYMMDD``, see :func:`~beam_pipelines.io.warehouse_schema.partition_name`):
+    independent of ``DateStyle``, and other partitions (a DEFAULT one) are left alone."""
     cur.execute(
-        'SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i '
+        'SELECT c.relname FROM pg_inherits i '
         'JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent '
         'JOIN pg_namespace n ON n.oid = p.relnamespace '
         "WHERE n.nspname = %s AND p.relname = 'events'",
         (schema,),
     )
     out = []
-    for name, bound in cur.fetchall():
-        upper = bound.split(' TO (')[1].strip(" )'")
-        out.append((name, dt.datetime.fromisoformat(upper)))
+    for (name,) in cur.fetchall():
+        match = _DAILY.fullmatch(name)
+        if match:
+            day = dt.datetime.strptime(match.group(1), '%Y%m%d').replace(tzinfo=dt.UTC)
+            out.append((name, day + dt.timedelta(days=1)))
     return out
 
 

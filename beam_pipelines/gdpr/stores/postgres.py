@@ -1,18 +1,18 @@
 """A subject's rows in the warehouse: events (by entity or any attribute value), aggregates,
 anomalies, dead letters (traces in the raw payload) and its data keys.
 
-Every value is a bound parameter; the dead-letter search is one regular expression
-(:class:`~beam_pipelines.gdpr.matching.Matcher`), narrowed in SQL and confirmed in Python
-for payloads kept as base64.
+Every value is a bound parameter. Dead letters are narrowed in SQL by one regular expression
+(:class:`~beam_pipelines.gdpr.matching.Matcher`) and confirmed in Python by exact comparison
+with the values their payload holds, so erasing ``u1`` keeps the dead letters of ``u1-2``.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import psycopg2.extras
 
+from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.subject import Subject
 from beam_pipelines.io.postgres import ident
 
@@ -39,13 +39,12 @@ def _dead_letter_ids(conn, s: str, subject: Subject) -> list[str]:
             (matcher.pattern,),
         )
         rows = cur.fetchall()
-    ids = []
-    for row_id, payload, encoding in rows:
-        if encoding == 'base64':
-            payload = base64.b64decode(payload).decode('utf-8', errors='replace')
-        if matcher.search(payload):
-            ids.append(row_id)
-    return ids
+    wanted = set(subject.identifiers)
+    return [
+        row_id
+        for row_id, payload, encoding in rows
+        if payload_values({'payload': payload, 'payload_encoding': encoding}) & wanted
+    ]
 
 
 def found_personal_values(conn, schema: str, subject: Subject, fields: list[str]) -> list[str]:

@@ -2,17 +2,20 @@
 entries of streams (the ingestion stream) that carry its values.
 
 Keys are found with ``SCAN`` (never ``KEYS``, which blocks the server) on glob patterns with
-the identifier escaped, then confirmed segment by segment: ``bp:latest:u1:click`` belongs to
-``u1``, ``bp:latest:u10:click`` does not.
+the identifier escaped, then confirmed against the layouts: ``bp:latest:u1:click`` belongs to
+``u1``, ``bp:latest:u10:click`` does not, and ``bp:latest:user:42:click`` belongs to
+``user:42``. Keys of a sync to Redis (percent-encoded key parts) are found too.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 import redis
 
+from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.subject import Subject
 
 __all__ = ['erase', 'find']
@@ -25,19 +28,37 @@ def _glob_escape(text: str) -> str:
     return _GLOB.sub(r'\\\1', text)
 
 
+_LAYOUTS = ('latest', 'series', 'series_data')  # {prefix}{layout}:{entity}:{event_type}
+_FEATURES = 'features'  # {prefix}features:{entity}
+
+
+def _belongs(key: str, prefix: str, entity: str) -> bool:
+    """Whether a key of the pipelines' layouts (or a sync's, whose key parts are
+    percent-encoded) names ``entity``; an entity may itself hold ``:``."""
+    rest = key[len(prefix) :]
+    if rest == f'{_FEATURES}:{entity}':
+        return True
+    if any(rest.startswith(f'{layout}:{entity}:') for layout in _LAYOUTS):
+        return True
+    return entity in (urllib.parse.unquote(part) for part in rest.split(':'))
+
+
 def _keys(client: redis.Redis, prefix: str, subject: Subject) -> list[str]:
     found = set()
     for value in subject.entity_values:
         pattern = f'{_glob_escape(prefix)}*{_glob_escape(value)}*'
-        for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
-            key = key.decode() if isinstance(key, bytes) else key
-            if value in key[len(prefix) :].split(':'):
-                found.add(key)
+        encoded = urllib.parse.quote(value, safe='')
+        patterns = {pattern, f'{_glob_escape(prefix)}*{_glob_escape(encoded)}*'}
+        for pattern in patterns:
+            for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
+                key = key.decode() if isinstance(key, bytes) else key
+                if _belongs(key, prefix, value):
+                    found.add(key)
     return sorted(found)
 
 
 def _stream_entries(client: redis.Redis, subject: Subject) -> dict[str, list[tuple[str, dict]]]:
-    matcher = subject.matcher()
+    wanted = set(subject.identifiers)
     out = {}
     for key in client.scan_iter(count=_SCAN_COUNT, _type='stream'):
         key = key.decode() if isinstance(key, bytes) else key
@@ -48,7 +69,7 @@ def _stream_entries(client: redis.Redis, subject: Subject) -> dict[str, list[tup
             for entry_id, fields in batch:
                 entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 text = {_text(k): _text(v) for k, v in fields.items()}
-                if any(matcher.search(v) for v in text.values()):
+                if any(payload_values({'payload': v}) & wanted for v in text.values()):
                     hits.append((entry_id, text))
             if len(batch) < _SCAN_COUNT:
                 break
