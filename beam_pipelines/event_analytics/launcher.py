@@ -42,14 +42,27 @@ def prepare_warehouse(config: Config) -> None:
     """Creates or migrates the warehouse (and the GDPR store) before the run (idempotent), and
     refuses a run that could bring erased subjects back."""
     gdpr = config.gdpr
+    warehouse = store = None
     if config.postgres_url is not None:
-        _migrated(config.postgres_url, config.pg_schema, '--postgres_url', gdpr is None)
+        warehouse = _migrated(config.postgres_url, config.pg_schema, '--postgres_url')
     if gdpr is not None and gdpr.store_url is not None:
-        flag = '--gdpr_store_url' if gdpr.store_url != config.postgres_url else '--postgres_url'
-        _migrated(gdpr.store_url, gdpr.store_schema, flag, False, gdpr)
+        same = (gdpr.store_url, gdpr.store_schema) == (config.postgres_url, config.pg_schema)
+        flag = '--postgres_url' if same else '--gdpr_store_url'
+        store = warehouse if same else _migrated(gdpr.store_url, gdpr.store_schema, flag)
+        try:
+            store.check_keys(gdpr.secrets().pseudonym_keys)
+        except SecretsError as exc:
+            raise cli.UsageError(str(exc)) from None
+    if warehouse and not (store and warehouse.pseudonyms <= store.pseudonyms):
+        raise cli.UsageError(
+            f'the warehouse holds {len(warehouse.pseudonyms)} tombstones of erased subjects that '
+            'this run would not enforce: pass the GDPR secrets (--gdpr_secrets_file or '
+            '$BP_GDPR_SECRETS) and the store that holds them'
+        )
 
 
-def _migrated(url: str, schema: str, flag: str, refuse_tombstones: bool, gdpr=None) -> None:
+def _migrated(url: str, schema: str, flag: str):
+    """Migrates ``schema``; returns its tombstones."""
     try:
         ident(schema)
         conn = connect(url)
@@ -57,20 +70,9 @@ def _migrated(url: str, schema: str, flag: str, refuse_tombstones: bool, gdpr=No
         raise cli.UsageError(f'{flag} {redact(url)}: {str(exc).strip()}') from None
     try:
         migrate(conn, schema)
-        tombstones = load_tombstones(conn, schema)
+        return load_tombstones(conn, schema)
     finally:
         conn.close()
-    if refuse_tombstones and tombstones:
-        raise cli.UsageError(
-            f'the warehouse holds {len(tombstones.pseudonyms)} tombstones of erased subjects: '
-            'pass the GDPR secrets (--gdpr_secrets_file or $BP_GDPR_SECRETS) so this run can '
-            'drop their records'
-        )
-    if gdpr is not None:
-        try:
-            tombstones.check_keys(gdpr.secrets().pseudonym_keys)
-        except SecretsError as exc:
-            raise cli.UsageError(str(exc)) from None
 
 
 def format_summary(summary: dict[str, Any], seconds: float) -> str:

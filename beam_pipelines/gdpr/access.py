@@ -63,10 +63,10 @@ def collect(stores: Stores, subject: Subject, master_keys: KeyRing | None) -> di
     """What every store holds on the subject, decrypted where the keys allow."""
     keys = {}
     if master_keys is not None:
-        keys = KeyStore(stores.conn, stores.schema, master_keys).keys_for(
+        keys = KeyStore(stores.store, stores.store_schema, master_keys).keys_for(
             list(subject.key_subjects), create=False
         )
-        stores.conn.rollback()
+        stores.store.rollback()
     decrypt = _Decrypter(keys)
     postgres = pg_store.find(stores.conn, stores.schema, subject)
     stores.conn.rollback()
@@ -142,7 +142,7 @@ def write_bundle(bundle: dict[str, Any], output: str) -> list[str]:
 
 def export_subject(stores: Stores, subject: Subject, master_keys, output: str, who: str) -> dict:
     """Collects and writes the bundle, under an audit record; returns its id and counts."""
-    with audited(stores.conn, stores.schema, 'access', who) as record:
+    with audited(stores.store, stores.store_schema, 'access', who) as record:
         bundle = collect(stores, subject, master_keys)
         members = write_bundle(bundle, output)
         record.counts = {

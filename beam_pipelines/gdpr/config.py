@@ -64,12 +64,15 @@ def gdpr_config(
         policy = policy_from(schema, _names(g.pii_fields), _names(g.encrypt_fields))
     except PolicyError as exc:
         raise cli.UsageError(f'--pii_fields/--encrypt_fields: {exc}') from None
-    if not (policy or g.gdpr_secrets_file or env.get(ENV_VAR)):
-        return None
     store = g.gdpr_store_url or postgres_url
-    if policy.encrypt and store is None:
+    if not (policy or g.gdpr_secrets_file or (env.get(ENV_VAR) and store)):
+        return None
+    if store is None:
+        # Without tombstones a run cannot tell whose records to drop: an erased subject in this
+        # input would be written again.
         raise cli.UsageError(
-            '--encrypt_fields needs a key store: --gdpr_store_url or --postgres_url'
+            'personal-data protection needs the store of tombstones and keys: '
+            '--gdpr_store_url or --postgres_url'
         )
     config = GdprConfig(policy, g.gdpr_secrets_file, store, g.gdpr_schema or pg_schema)
     try:

@@ -59,14 +59,27 @@ def _matched(values: Iterable[str], tombstones: Tombstones, ring: KeyRing) -> li
 class TombstoneEnforcer:
     """The ``after_restore`` hook of :func:`beam_pipelines.backup.restore.restore`.
 
+    Also the core of ``gdpr enforce``, which runs it on the live stores.
+
     Args:
         ring: the pseudonym keys (None: refuse when there are tombstones to enforce).
-        archive: the archive whose tombstone log is applied too (None: only the table's).
+        archive: the archive whose tombstone log is applied too (None: only the tables').
+        tombstone_conn, tombstone_schema: another store whose tombstones apply too (the live
+            GDPR store, when restoring; the pipelines' own store, when it is not the
+            warehouse).
     """
 
-    def __init__(self, ring: KeyRing | None, archive: str | None = None):
+    def __init__(
+        self,
+        ring: KeyRing | None,
+        archive: str | None = None,
+        tombstone_conn=None,
+        tombstone_schema: str | None = None,
+    ):
         self._ring = ring
         self._archive = archive
+        self._other = (tombstone_conn, tombstone_schema) if tombstone_conn is not None else None
+        self.tombstones = Tombstones(frozenset())
 
     def __call__(self, conn, schema: str, output_dirs) -> dict:
         s = ident(schema)
@@ -78,6 +91,10 @@ class TombstoneEnforcer:
                 sorted(logged.items()),
             )
         tombstones = load_tombstones(conn, schema)
+        if self._other is not None:
+            other = load_tombstones(*self._other)
+            tombstones = Tombstones(tombstones.pseudonyms | other.pseudonyms)
+        self.tombstones = tombstones
         if not tombstones:
             return {'tombstones': 0}
         if self._ring is None:

@@ -24,10 +24,10 @@ class KeyStore:
     Args:
         conn: a psycopg2 connection (the caller commits).
         schema: the warehouse schema holding ``gdpr_keys``.
-        master_keys: the ring that wraps the keys.
+        master_keys: the ring that wraps the keys (None: only :meth:`delete`).
     """
 
-    def __init__(self, conn, schema: str, master_keys: KeyRing):
+    def __init__(self, conn, schema: str, master_keys: KeyRing | None):
         self._conn = conn
         self._table = f'{ident(schema)}.gdpr_keys'
         self._master = master_keys

@@ -9,6 +9,8 @@
         --postgres_url postgresql://... --redis_url redis://... --output_dir out
     python -m beam_pipelines.gdpr erase --subject user-42 --identifier a@example.com \\
         --postgres_url postgresql://... --redis_url redis://... --output_dir out
+    python -m beam_pipelines.gdpr enforce --postgres_url postgresql://... --redis_url ... \\
+        --output_dir out
     python -m beam_pipelines.gdpr retention --retention_days 90 --retention dead_letters=14 \\
         --postgres_url postgresql://... --output_dir out
 
@@ -30,12 +32,14 @@ from beam_pipelines.gdpr import secrets as gdpr_secrets
 from beam_pipelines.gdpr.access import export_subject
 from beam_pipelines.gdpr.audit import audited
 from beam_pipelines.gdpr.audit import requester
+from beam_pipelines.gdpr.enforce import TombstoneEnforcer
 from beam_pipelines.gdpr.erase import Stores
 from beam_pipelines.gdpr.erase import erase_subject
 from beam_pipelines.gdpr.erase import resolve_subject
 from beam_pipelines.gdpr.keystore import KeyStore
 from beam_pipelines.gdpr.retention import apply_retention
 from beam_pipelines.gdpr.retention import parse_retention
+from beam_pipelines.gdpr.stores.redis import enforce_redis
 from beam_pipelines.gdpr.tombstones import load_tombstones
 from beam_pipelines.io.postgres import connect
 from beam_pipelines.io.postgres import ident
@@ -55,6 +59,12 @@ def _store_flags(parser, warehouse_required: bool = True) -> None:
         help='The warehouse (also holds the key store, tombstones and audit).',
     )
     parser.add_argument('--pg_schema', default='public', help='The warehouse schema.')
+    parser.add_argument(
+        '--gdpr_store_url',
+        default=None,
+        help="The pipelines' key store, tombstones and audit, when not the warehouse's.",
+    )
+    parser.add_argument('--gdpr_schema', default=None, help='Their schema (default: --pg_schema).')
     parser.add_argument('--redis_url', default=None, help='Redis (aggregates, features, streams).')
     parser.add_argument('--redis_prefix', default='bp:', help="Prefix of the pipelines' keys.")
     parser.add_argument(
@@ -118,6 +128,18 @@ def _parser():
                 'erasure, so restoring an older backup does not bring the subject back '
                 '(repeatable).',
             )
+            command.add_argument(
+                '--settle_secs',
+                type=float,
+                default=0.0,
+                help='Wait this long between writing the tombstones and deleting, so running '
+                'pipelines (which reload tombstones every 60 s) stop writing the subject first.',
+            )
+    enforce = commands.add_parser(
+        'enforce',
+        help='Remove whatever a tombstone names from every store (after late writes, restores).',
+    )
+    _store_flags(enforce)
     retention = commands.add_parser('retention', help='Remove data past its retention.')
     _store_flags(retention, warehouse_required=False)
     retention.add_argument('--retention_days', type=float, default=None, help='Every dataset.')
@@ -139,15 +161,24 @@ def _secrets(path: str | None) -> gdpr_secrets.GdprSecrets:
         raise cli.UsageError(str(exc)) from None
 
 
+def _connect(url: str, schema: str, flag: str):
+    try:
+        ident(schema)
+        conn = connect(url)
+    except (psycopg2.Error, ValueError) as exc:
+        raise cli.UsageError(f'{flag} {redact(url)}: {exc}') from None
+    migrate(conn, schema)
+    return conn
+
+
 def _stores(args) -> Stores:
-    conn = None
+    conn = gdpr_conn = None
     if args.postgres_url is not None:
-        try:
-            ident(args.pg_schema)
-            conn = connect(args.postgres_url)
-        except (psycopg2.Error, ValueError) as exc:
-            raise cli.UsageError(f'--postgres_url {redact(args.postgres_url)}: {exc}') from None
-        migrate(conn, args.pg_schema)
+        conn = _connect(args.postgres_url, args.pg_schema, '--postgres_url')
+    store_url = args.gdpr_store_url or args.postgres_url
+    store_schema = args.gdpr_schema or args.pg_schema
+    if store_url is not None and (store_url, store_schema) != (args.postgres_url, args.pg_schema):
+        gdpr_conn = _connect(store_url, store_schema, '--gdpr_store_url')
     client = redis.Redis.from_url(args.redis_url) if args.redis_url else None
     if client is not None:
         try:
@@ -155,7 +186,13 @@ def _stores(args) -> Stores:
         except redis.RedisError as exc:
             raise cli.UsageError(f'--redis_url {redact(args.redis_url)}: {exc}') from None
     return Stores(
-        conn, args.pg_schema, client, args.redis_prefix, (*args.output_dir, *args.dead_letter_dir)
+        conn,
+        args.pg_schema,
+        client,
+        args.redis_prefix,
+        (*args.output_dir, *args.dead_letter_dir),
+        gdpr_conn,
+        store_schema,
     )
 
 
@@ -207,7 +244,7 @@ def run(argv: list[str] | None = None) -> int:
                 )
             )
             return 0
-        with audited(stores.conn, stores.schema, 'retention', who) as record:
+        with audited(stores.store, stores.store_schema, 'retention', who) as record:
             report = apply_retention(
                 stores.conn, stores.schema, list(stores.output_dirs), days, dry_run=args.dry_run
             )
@@ -217,14 +254,31 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     keys = _secrets(args.gdpr_secrets_file)
     if args.command == 'rewrap':
-        with audited(stores.conn, stores.schema, 'rewrap', who) as record:
-            with stores.conn:
-                n = KeyStore(stores.conn, stores.schema, keys.master_keys).rewrap()
+        with audited(stores.store, stores.store_schema, 'rewrap', who) as record:
+            with stores.store:
+                n = KeyStore(stores.store, stores.store_schema, keys.master_keys).rewrap()
             record.counts = {'postgres': {'data_keys': n}}
         _print({'request_id': record.request_id, 'rewrapped': n})
         return 0
+    if args.command == 'enforce':
+        with audited(stores.store, stores.store_schema, 'enforce', who) as record:
+            enforcer = TombstoneEnforcer(
+                keys.pseudonym_keys,
+                tombstone_conn=stores.store,
+                tombstone_schema=stores.store_schema,
+            )
+            with stores.conn:
+                report = enforcer(stores.conn, stores.schema, stores.output_dirs)
+            if stores.redis is not None:
+                report['redis'] = enforce_redis(
+                    stores.redis, stores.redis_prefix, enforcer.tombstones, keys.pseudonym_keys
+                )
+            record.counts = {k: v for k, v in report.items() if isinstance(v, dict)}
+            record.stores = sorted(record.counts)
+        _print({'request_id': record.request_id, **report})
+        return 0
     try:
-        load_tombstones(stores.conn, stores.schema).check_keys(keys.pseudonym_keys)
+        load_tombstones(stores.store, stores.store_schema).check_keys(keys.pseudonym_keys)
     except gdpr_secrets.SecretsError as exc:
         raise cli.UsageError(str(exc)) from None
     fields = [f.strip() for f in (args.pii_fields or '').split(',') if f.strip()]
@@ -237,5 +291,6 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == 'access':
         _print(export_subject(stores, subject, keys.master_keys, args.output, who))
     else:
-        _print(erase_subject(stores, subject, keys.pseudonym_keys, who, tuple(args.archive)))
+        archives = tuple(args.archive)
+        _print(erase_subject(stores, subject, keys.pseudonym_keys, who, archives, args.settle_secs))
     return 0

@@ -280,3 +280,58 @@ def test_the_shared_pattern_means_the_same_in_postgresql(pg_url):  # noqa: F811
         in_pg = [row[0] for row in cur.fetchall()]
     conn.close()
     assert in_pg == [m.search(t) for t in texts]
+
+
+def test_enforce_removes_what_reached_the_stores_after_an_erasure(
+    tmp_path,
+    pg_url,  # noqa: F811
+    pg_schema,  # noqa: F811
+    client,  # noqa: F811
+):
+    """Records in flight when the tombstones were written land after the deletion; ``gdpr
+    enforce`` finds them by the tombstones alone, with no identifier given."""
+    prefix = f'gdpr:{uuid.uuid4().hex[:8]}:'
+    secrets_file = tmp_path / 'secrets.json'
+    secrets_file.write_text(secrets.generate().to_json())
+    ring = secrets.load(str(secrets_file)).pseudonym_keys
+    source = tmp_path / 'events.jsonl'
+    _write_input(source)
+    out = tmp_path / 'out'
+    run = [
+        '--input', str(source), '--output_dir', str(out), '--postgres_url', pg_url,
+        '--pg_schema', pg_schema, '--redis_url', REDIS_URL, '--redis_prefix', prefix,
+        '--pii_fields', 'entity_id,email', '--gdpr_secrets_file', str(secrets_file),
+    ]  # fmt: skip
+    stores = [
+        '--postgres_url', pg_url, '--pg_schema', pg_schema, '--redis_url', REDIS_URL,
+        '--redis_prefix', prefix, '--output_dir', str(out),
+        '--gdpr_secrets_file', str(secrets_file),
+    ]  # fmt: skip
+    try:
+        assert event_analytics.run(run) == 0
+        early = tmp_path / 'early'  # what a pipeline still running had in hand
+        shutil.copytree(out / 'events', early)
+        assert gdpr.run(['erase', *stores, '--subject', SUBJECT, '--identifier', EMAIL]) == 0
+        shutil.copy(next(early.glob('*.parquet')), out / 'events' / 'late-part.parquet')
+        pseudonym = all_pseudonyms(SUBJECT, ring)[0]
+        client.hset(f'{prefix}latest:{pseudonym}:click', mapping={'count': 1})
+        client.xadd(f'{prefix}ingest', {'data': orjson.dumps({'entity_id': SUBJECT})})
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                f'INSERT INTO "{pg_schema}".events (event_id, event_type, entity_id, event_time) '
+                "VALUES ('late-1', 'click', %s, '2024-05-01T00:30:00Z')",
+                (pseudonym,),
+            )
+        conn.close()
+        everything = Matcher([SUBJECT, EMAIL, *all_pseudonyms(SUBJECT, ring),
+                              *all_pseudonyms(EMAIL, ring)])  # fmt: skip
+        late = _traces(pg_url, pg_schema, client, prefix, [str(out)], everything)
+        assert 'events' in late['postgres'] and late['redis'] and late['files']
+        assert gdpr.run(['enforce', *stores]) == 0
+        after = _traces(pg_url, pg_schema, client, prefix, [str(out)], everything)
+        assert _any_trace(after) == {}, after
+        other = pq.read_table(out / 'events' / 'late-part.parquet').num_rows
+        assert other > 0  # the other subjects' rows of that file stay
+    finally:
+        for key in client.scan_iter(match=f'{prefix}*'):
+            client.delete(key)

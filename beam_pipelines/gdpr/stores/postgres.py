@@ -1,5 +1,5 @@
 """A subject's rows in the warehouse: events (by entity or any attribute value), aggregates,
-anomalies, dead letters (traces in the raw payload) and its data keys.
+anomalies and dead letters (traces in the raw payload).
 
 Every value is a bound parameter. Dead letters are narrowed in SQL by one regular expression
 (:class:`~beam_pipelines.gdpr.matching.Matcher`) and confirmed in Python by exact comparison
@@ -81,7 +81,7 @@ def find(conn, schema: str, subject: Subject) -> dict[str, list[dict[str, Any]]]
 
 
 def erase(conn, schema: str, subject: Subject) -> dict[str, int]:
-    """Deletes the subject's rows and data keys in one transaction; returns counts per table."""
+    """Deletes the subject's rows in one transaction; returns counts per table."""
     s = ident(schema)
     where, params = _events_where(subject)
     counts = {}
@@ -97,8 +97,4 @@ def erase(conn, schema: str, subject: Subject) -> dict[str, int]:
         ids = _dead_letter_ids(conn, s, subject)
         cur.execute(f'DELETE FROM {s}.dead_letters WHERE id = ANY(%s)', (ids,))
         counts['dead_letters'] = cur.rowcount
-        cur.execute(
-            f'DELETE FROM {s}.gdpr_keys WHERE subject = ANY(%s)', (list(subject.key_subjects),)
-        )
-        counts['data_keys'] = cur.rowcount
     return counts

@@ -18,7 +18,7 @@ import redis
 from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.subject import Subject
 
-__all__ = ['erase', 'find']
+__all__ = ['enforce_redis', 'erase', 'find']
 
 _GLOB = re.compile(r'([*?\[\]\\])')
 _SCAN_COUNT = 1000
@@ -117,4 +117,33 @@ def erase(client: redis.Redis, prefix: str, subject: Subject) -> dict[str, int]:
     entries = 0
     for key, hits in _stream_entries(client, subject).items():
         entries += client.xdel(key, *(i for i, _ in hits))
+    return {'keys': int(deleted), 'stream_entries': int(entries)}
+
+
+def enforce_redis(client: redis.Redis, prefix: str, tombstones, ring) -> dict[str, int]:
+    """Deletes the keys whose entity, and the stream entries whose values, a tombstone names
+    (``gdpr enforce``: what reached Redis after an erasure)."""
+    if not tombstones:
+        return {'keys': 0, 'stream_entries': 0}
+    doomed = []
+    for key in client.scan_iter(match=f'{_glob_escape(prefix)}*', count=_SCAN_COUNT):
+        key = key.decode() if isinstance(key, bytes) else key
+        rest = key[len(prefix) :]
+        layout, _, tail = rest.partition(':')
+        entity = tail if layout == _FEATURES else tail.rpartition(':')[0]
+        parts = [urllib.parse.unquote(p) for p in rest.split(':')]
+        if any(v and tombstones.matches(v, ring) for v in {entity, *parts}):
+            doomed.append(key)
+    deleted = client.delete(*doomed) if doomed else 0
+    entries = 0
+    for key in client.scan_iter(count=_SCAN_COUNT, _type='stream'):
+        hits = []
+        for entry_id, fields in client.xrange(key):
+            values = set()
+            for v in fields.values():
+                values |= payload_values({'payload': _text(v)})
+            if any(tombstones.matches(v, ring) for v in values):
+                hits.append(entry_id)
+        if hits:
+            entries += client.xdel(key, *hits)
     return {'keys': int(deleted), 'stream_entries': int(entries)}
