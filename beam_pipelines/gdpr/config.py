@@ -21,7 +21,7 @@ from beam_pipelines.gdpr.secrets import load
 from beam_pipelines.options.gdpr import GdprOptions
 from beam_pipelines.schema import EventSchema
 
-__all__ = ['GdprConfig', 'gdpr_config']
+__all__ = ['GdprConfig', 'field_names', 'gdpr_config']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,8 @@ class GdprConfig:
         return load(self.secrets_file)
 
 
-def _names(flag: str | None) -> list[str]:
+def field_names(flag: str | None) -> list[str]:
+    """The fields of a comma-separated ``--pii_fields`` / ``--encrypt_fields`` value."""
     return [n.strip() for n in (flag or '').split(',') if n.strip()]
 
 
@@ -61,7 +62,7 @@ def gdpr_config(
     env = os.environ if env is None else env
     g = options.view_as(GdprOptions)
     try:
-        policy = policy_from(schema, _names(g.pii_fields), _names(g.encrypt_fields))
+        policy = policy_from(schema, field_names(g.pii_fields), field_names(g.encrypt_fields))
     except PolicyError as exc:
         raise cli.UsageError(f'--pii_fields/--encrypt_fields: {exc}') from None
     store = g.gdpr_store_url or postgres_url

@@ -32,6 +32,7 @@ from beam_pipelines.ops.queries import MAX_OFFSET
 from beam_pipelines.ops.queries import NAMED
 from beam_pipelines.ops.queries import dead_letters_query
 from beam_pipelines.ops.replay import MAX_REPLAY
+from beam_pipelines.ops.replay import ReplayRefused
 from beam_pipelines.ops.replay import replay
 from beam_pipelines.redaction import redact
 
@@ -52,6 +53,8 @@ class OpsConfig:
         replay_url: the warehouse through a role that may write, for replays (None: none).
         event_schema: the compiled event schema replays validate against.
         pipeline: names the pipeline in replayed records' new errors.
+        gdpr: the pipelines' personal-data protection, which replays apply too (a
+            :class:`~beam_pipelines.gdpr.config.GdprConfig`, or None).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class OpsConfig:
         replay_url: str | None = None,
         event_schema=None,
         pipeline: str = 'event_analytics',
+        gdpr=None,
     ):
         self.tokens = [t if isinstance(t, bytes) else t.encode() for t in tokens]
         self.runs_root = runs_root
@@ -71,6 +75,7 @@ class OpsConfig:
         self.replay_url = replay_url
         self.event_schema = event_schema
         self.pipeline = pipeline
+        self.gdpr = gdpr
 
 
 class _BadRequest(Exception):
@@ -260,9 +265,12 @@ def make_app(config: OpsConfig) -> web.Application:
         limit = body.get('limit', 100)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_REPLAY:
             raise _BadRequest(f'limit must be an integer from 1 to {MAX_REPLAY}')
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, _replay, config, ids, filters, limit
-        )
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, _replay, config, ids, filters, limit
+            )
+        except ReplayRefused as exc:
+            return _error(409, str(exc))
         return web.json_response(result)
 
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
@@ -301,7 +309,14 @@ def _replay(config: OpsConfig, ids, filters, limit) -> dict:
     conn = connect(config.replay_url)
     try:
         return replay(
-            conn, config.pg_schema, config.event_schema, config.pipeline, ids, filters, limit
+            conn,
+            config.pg_schema,
+            config.event_schema,
+            config.pipeline,
+            ids,
+            filters,
+            limit,
+            gdpr=config.gdpr,
         )
     finally:
         conn.close()

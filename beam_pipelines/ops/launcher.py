@@ -13,11 +13,18 @@ run in read-only transactions anyway.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from aiohttp import web
 
 from beam_pipelines import cli
+from beam_pipelines.gdpr.config import GdprConfig
+from beam_pipelines.gdpr.config import field_names
+from beam_pipelines.gdpr.policy import PolicyError
+from beam_pipelines.gdpr.policy import policy_from
+from beam_pipelines.gdpr.secrets import ENV_VAR
+from beam_pipelines.gdpr.secrets import SecretsError
 from beam_pipelines.ingest.auth import load_secrets
 from beam_pipelines.ops.app import OpsConfig
 from beam_pipelines.ops.app import make_app
@@ -48,11 +55,42 @@ def _parser():
         help='The warehouse through a role that may write: enables POST /dead-letters/replay.',
     )
     serve.add_argument(
+        '--pii_fields', default=None, help="The pipelines' pseudonymised fields (replays too)."
+    )
+    serve.add_argument(
+        '--encrypt_fields', default=None, help="The pipelines' encrypted fields (replays too)."
+    )
+    serve.add_argument(
+        '--gdpr_secrets_file', default=None, help='The GDPR secrets (default $BP_GDPR_SECRETS).'
+    )
+    serve.add_argument(
+        '--gdpr_schema',
+        default=None,
+        help='Schema of the key store and tombstones, in the replay database (default '
+        '--pg_schema).',
+    )
+    serve.add_argument(
         '--schema',
         default=DEFAULT_SCHEMA,
         help='The event schema replays validate against (module:Class, the fixed one).',
     )
     return parser
+
+
+def _gdpr(args, event_schema) -> GdprConfig | None:
+    """The replays' personal-data protection: the pipelines' own policy and secrets."""
+    pii, encrypted = field_names(args.pii_fields), field_names(args.encrypt_fields)
+    if not (pii or encrypted or args.gdpr_secrets_file or os.environ.get(ENV_VAR)):
+        return None
+    try:
+        policy = policy_from(event_schema, pii, encrypted)
+        config = GdprConfig(
+            policy, args.gdpr_secrets_file, None, args.gdpr_schema or args.pg_schema
+        )
+        config.secrets()
+    except (PolicyError, SecretsError) as exc:
+        raise cli.UsageError(str(exc)) from None
+    return config
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -72,6 +110,7 @@ def run(argv: list[str] | None = None) -> int:
         args.pg_schema,
         args.replay_postgres_url,
         event_schema,
+        gdpr=_gdpr(args, event_schema),
     )
     print(f'{PROG}: serving on http://{args.host}:{args.port} (OpenAPI: /openapi.json)', flush=True)
     web.run_app(make_app(config), host=args.host, port=args.port, print=None)

@@ -251,12 +251,14 @@ def spec() -> dict:
                                 'replayed': {'type': 'integer'},
                                 'recovered': {'type': 'array', 'items': {'type': 'string'}},
                                 'failed_again': {'type': 'array', 'items': _OBJECT},
+                                'erased': {'type': 'array', 'items': {'type': 'string'}},
                             },
                         }
                     ),
                     '400': _ERROR,
                     '401': _ERROR,
                     '404': _ERROR,
+                    '409': _ERROR,
                     '503': _ERROR,
                 },
             }
