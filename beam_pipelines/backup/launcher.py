@@ -36,6 +36,7 @@ from beam_pipelines.backup.prune import prune
 from beam_pipelines.backup.restore import restore
 from beam_pipelines.gdpr import secrets as gdpr_secrets
 from beam_pipelines.gdpr.enforce import TombstoneEnforcer
+from beam_pipelines.io.postgres import connect
 
 __all__ = ['PROG', 'format_backups', 'run']
 
@@ -80,6 +81,13 @@ def _parser():
         help='The pseudonym keys that enforce the tombstones of erased subjects on the restored '
         'data (default: $BP_GDPR_SECRETS); required when there are tombstones.',
     )
+    back.add_argument(
+        '--gdpr_store_url',
+        default=None,
+        help='The live GDPR store (its tombstones apply too: erasures since the backup that '
+        'were not logged to this archive).',
+    )
+    back.add_argument('--gdpr_schema', default='public', help="The live GDPR store's schema.")
     cut = command('prune', 'Delete old backups.', database=True, required_db=False)
     cut.add_argument('--keep', type=int, required=True, help='Newest backups kept per schema.')
     cut.add_argument('--dry_run', action='store_true', help='Show what would be deleted.')
@@ -149,15 +157,21 @@ def _pseudonym_keys(args):
 
 
 def _restore(args) -> int:
-    summary = restore(
-        args.backup_id,
-        args.archive,
-        args.postgres_url,
-        args.pg_schema,
-        args.output_dir,
-        after_restore=TombstoneEnforcer(_pseudonym_keys(args), args.archive),
-        allow_nonempty=args.allow_nonempty,
-    )
+    live = connect(args.gdpr_store_url) if args.gdpr_store_url else None
+    try:
+        enforcer = TombstoneEnforcer(_pseudonym_keys(args), args.archive, live, args.gdpr_schema)
+        summary = restore(
+            args.backup_id,
+            args.archive,
+            args.postgres_url,
+            args.pg_schema,
+            args.output_dir,
+            after_restore=enforcer,
+            allow_nonempty=args.allow_nonempty,
+        )
+    finally:
+        if live is not None:
+            live.close()
     chain = ' -> '.join(summary['chain'])
     print(f'{PROG}: restored {chain} into {summary["schema"]}')
     for table, rows in summary['rows_loaded'].items():

@@ -4,6 +4,7 @@ restore's transaction), and a restore that cannot enforce them is refused and le
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import orjson
@@ -107,3 +108,19 @@ def test_a_backup_from_before_an_erasure_restores_without_the_subject(
     # the key store is replicated, never archived).
     assert _count(pg_url, f'SELECT count(*) FROM "{restored_schema}".events') == live
     assert _count(pg_url, f'SELECT count(*) FROM "{restored_schema}".gdpr_keys') == 0
+
+    # An erasure not logged to the archive: the live store's tombstones apply.
+    shutil.rmtree(archive / 'tombstones')
+    again = f'{restored_schema}_b'
+    try:
+        target_b = ['--postgres_url', pg_url, '--pg_schema', again]
+        out_b = tmp_path / 'restored_b'
+        live = ['--gdpr_store_url', pg_url, '--gdpr_schema', pg_schema]
+        live += ['--gdpr_secrets_file', secrets_file, '--output_dir', out_b]
+        assert _backup('restore', '--id', backup_id, '--archive', archive, *target_b, *live) == 0
+        found = _traces(pg_url, again, client, prefix, [str(out_b)], everything)
+        assert found == {'postgres': [], 'redis': [], 'files': []}
+    finally:
+        with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{again}" CASCADE')
+        conn.close()
