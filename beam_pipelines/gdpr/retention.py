@@ -10,6 +10,10 @@ aggregates      aggregates           ``aggregates/*.parquet`` (window_end)
 anomalies       anomalies            ``anomalies/*.parquet`` (event_time)
 dead_letters    dead_letters         ``dead_letter/*.jsonl`` (processing_time)
 quality         quality, _windows    ``quality*/*.parquet`` (measured_at)
+features        -                    ``features/*.parquet`` (event_time)
+timeseries      -                    ``timeseries/*.parquet`` (bucket_start)
+late            -                    ``late/*.jsonl`` (processing_time)
+retractions     -                    ``retractions/*.parquet`` (window_end)
 ==============  ===================  ==============================================
 
 Whole daily ``events`` partitions past the cutoff are dropped (instant, no vacuum debt); the
@@ -60,6 +64,10 @@ DATASETS = {
         ('quality', 'quality_windows'),
         'measured_at',
     ),
+    'features': Dataset((), ('features',), 'event_time'),
+    'timeseries': Dataset((), ('timeseries',), 'bucket_start'),
+    'late': Dataset((), ('late',), 'processing_time'),
+    'retractions': Dataset((), ('retractions',), 'window_end'),
 }
 
 

@@ -31,13 +31,9 @@ def _count(cur, sql, *params):
 
 
 def test_parse_retention():
-    assert parse_retention(30, ['events=7']) == {
-        'events': 7.0,
-        'aggregates': 30,
-        'anomalies': 30,
-        'dead_letters': 30,
-        'quality': 30,
-    }
+    days = parse_retention(30, ['events=7'])
+    assert days['events'] == 7.0 and days['dead_letters'] == days['features'] == 30
+    assert set(days) >= {'aggregates', 'anomalies', 'quality', 'late', 'retractions'}
     assert parse_retention(None, ['dead_letters=14']) == {'dead_letters': 14.0}
     for bad in (['nope=3'], ['events=x'], ['events=0']):
         with pytest.raises(ValueError):
