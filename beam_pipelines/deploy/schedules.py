@@ -82,27 +82,34 @@ class Schedule:
         return out
 
 
-def _check(entry: dict, where: str) -> Schedule:
+def _entry(cls, entry: dict, keys: set[str], required: tuple[str, ...], where: str):
+    """``(cls(**entry), where)`` with what every kind of entry shares checked: its keys, name,
+    cron spec and time zone."""
     if not isinstance(entry, dict):
         raise ValueError(f'{where}: expected a mapping')
-    unknown = set(entry) - _KEYS
+    unknown = set(entry) - keys
     if unknown:
-        raise ValueError(f'{where}: unknown keys {sorted(unknown)} (known: {sorted(_KEYS)})')
-    for key in ('name', 'pipeline', 'cron', 'args'):
+        raise ValueError(f'{where}: unknown keys {sorted(unknown)} (known: {sorted(keys)})')
+    for key in required:
         if key not in entry:
             raise ValueError(f'{where}: {key!r} is required')
-    schedule = Schedule(**entry)
-    where = f'{where} ({schedule.name})'
-    if not _NAME.match(str(schedule.name)):
+    item = cls(**entry)
+    where = f'{where} ({item.name})'
+    if not _NAME.match(str(item.name)):
         raise ValueError(f'{where}: name must be lowercase letters, digits and -, <= 52 chars')
+    if not croniter.croniter.is_valid(item.cron):
+        raise ValueError(f'{where}: invalid cron spec {item.cron!r}')
+    try:
+        zoneinfo.ZoneInfo(item.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'{where}: unknown time zone {item.timezone!r}') from None
+    return item, where
+
+
+def _check(entry: dict, where: str) -> Schedule:
+    schedule, where = _entry(Schedule, entry, _KEYS, ('name', 'pipeline', 'cron', 'args'), where)
     if schedule.pipeline not in LAUNCHER_FLAGS:
         raise ValueError(f'{where}: unknown pipeline {schedule.pipeline!r}')
-    if not croniter.croniter.is_valid(schedule.cron):
-        raise ValueError(f'{where}: invalid cron spec {schedule.cron!r}')
-    try:
-        zoneinfo.ZoneInfo(schedule.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f'{where}: unknown time zone {schedule.timezone!r}') from None
     if schedule.step not in STEPS:
         raise ValueError(f'{where}: step must be one of {sorted(STEPS)}')
     parse_day(schedule.partition, schedule.step)  # raises ValueError naming it
@@ -145,26 +152,11 @@ class Maintenance:
 
 
 def _check_maintenance(entry: dict, where: str) -> Maintenance:
-    if not isinstance(entry, dict):
-        raise ValueError(f'{where}: expected a mapping')
-    unknown = set(entry) - _MAINTENANCE_KEYS
-    if unknown:
-        raise ValueError(f'{where}: unknown keys {sorted(unknown)}')
-    for key in ('name', 'command', 'cron', 'args'):
-        if key not in entry:
-            raise ValueError(f'{where}: {key!r} is required')
-    job = Maintenance(**entry)
-    where = f'{where} ({job.name})'
-    if not _NAME.match(str(job.name)):
-        raise ValueError(f'{where}: name must be lowercase letters, digits and -, <= 52 chars')
+    job, where = _entry(
+        Maintenance, entry, _MAINTENANCE_KEYS, ('name', 'command', 'cron', 'args'), where
+    )
     if job.command not in MAINTENANCE_COMMANDS:
         raise ValueError(f'{where}: command must be one of {MAINTENANCE_COMMANDS}')
-    if not croniter.croniter.is_valid(job.cron):
-        raise ValueError(f'{where}: invalid cron spec {job.cron!r}')
-    try:
-        zoneinfo.ZoneInfo(job.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f'{where}: unknown time zone {job.timezone!r}') from None
     if not isinstance(job.args, list) or not job.args:
         raise ValueError(f'{where}: args must be a list (the subcommand and its flags)')
     # The launcher's own parser (each launcher builds it in a private _parser()) checks them.
@@ -178,22 +170,26 @@ def _check_maintenance(entry: dict, where: str) -> Maintenance:
     return job
 
 
+def _load(path: str, section: str, check, required: bool) -> list:
+    with open(path, encoding='utf-8') as f:
+        doc = yaml.safe_load(f) or {}
+    entries = doc.get(section, None if required else []) if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'{path}: expected a top-level "{section}:" list')
+    items = [check(e, f'{path}: {section}[{i}]') for i, e in enumerate(entries)]
+    names = [item.name for item in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f'{path}: {section} names must be unique: {names}')
+    return items
+
+
 def load_maintenance(path: str = DEFAULT_FILE) -> list[Maintenance]:
-    """The ``maintenance:`` entries of ``path``, each checked.
+    """The ``maintenance:`` entries of ``path`` (none when it has no such list), each checked.
 
     Raises:
         ValueError: naming the entry and what is wrong with it.
     """
-    with open(path, encoding='utf-8') as f:
-        doc = yaml.safe_load(f) or {}
-    entries = doc.get('maintenance', []) if isinstance(doc, dict) else []
-    if not isinstance(entries, list):
-        raise ValueError(f'{path}: "maintenance:" must be a list')
-    jobs = [_check_maintenance(e, f'{path}: maintenance[{i}]') for i, e in enumerate(entries)]
-    names = [j.name for j in jobs]
-    if len(set(names)) != len(names):
-        raise ValueError(f'{path}: maintenance names must be unique: {names}')
-    return jobs
+    return _load(path, 'maintenance', _check_maintenance, required=False)
 
 
 def load(path: str = DEFAULT_FILE) -> list[Schedule]:
@@ -202,16 +198,7 @@ def load(path: str = DEFAULT_FILE) -> list[Schedule]:
     Raises:
         ValueError: naming the entry and what is wrong with it.
     """
-    with open(path, encoding='utf-8') as f:
-        doc = yaml.safe_load(f) or {}
-    entries = doc.get('schedules') if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise ValueError(f'{path}: expected a top-level "schedules:" list')
-    schedules = [_check(e, f'{path}: schedules[{i}]') for i, e in enumerate(entries)]
-    names = [s.name for s in schedules]
-    if len(set(names)) != len(names):
-        raise ValueError(f'{path}: schedule names must be unique: {names}')
-    return schedules
+    return _load(path, 'schedules', _check, required=True)
 
 
 def backfill_argv(schedule: Schedule) -> list[str]:
