@@ -9,7 +9,7 @@ BENCH_EVENTS ?= 1000000
 PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
-.PHONY: install run test lint format bench bench-sinks bench-latency bench-ingest bench-nab migrate sample clean \
+.PHONY: install run test lint format bench bench-sweep bench-anomaly bench-sinks bench-latency bench-ingest bench-nab migrate sample clean \
 	lock lock-check flex-metadata flex-template schedules flink-up flink-submit flink-down
 
 $(STAMP): setup.py pyproject.toml
@@ -42,6 +42,15 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m beam_pipelines.bench --events $(BENCH_EVENTS)
+
+# The cost curve: the flagship over input sizes and key cardinalities (long: 20M events).
+bench-sweep: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench --events $(BENCH_EVENTS) --sinks off --latency off \
+		--sizes 1M,5M,20M --cardinalities 1k,100k,1M
+
+# The anomaly stage alone: points scored per second on one core.
+bench-anomaly: $(STAMP)
+	$(BIN)/python -m beam_pipelines.bench_anomaly --points 200000 --keys 1000
 
 # Needs PostgreSQL and Redis (PG*/REDIS_URL as in the README).
 bench-sinks: $(STAMP)

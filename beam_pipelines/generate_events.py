@@ -60,6 +60,7 @@ class GeneratorConfig:
     invalid_rate: float = 0.01
     disorder_rate: float = 0.02
     anomaly_rate: float = 0.0005
+    tidy: bool = False  # one timestamp format (epoch seconds), no untidy types or values
 
 
 def _timestamp(epoch: float, style: int, rng: np.random.Generator):
@@ -124,6 +125,8 @@ def generate_records(config: GeneratorConfig) -> tuple[list, dict[str, int]]:
     disorder = rng.random(n) < config.disorder_rate
     times[disorder] -= rng.uniform(5, 900, size=int(disorder.sum()))  # out of order and late
     styles = rng.choice(4, size=n, p=[0.4, 0.2, 0.2, 0.2])
+    if config.tidy:
+        styles[:] = 2
     roll = rng.random(n)
     injected = {
         'duplicates': 0,
@@ -140,14 +143,18 @@ def generate_records(config: GeneratorConfig) -> tuple[list, dict[str, int]]:
             value = round(value * float(rng.uniform(20, 50)), 2)
             injected['anomalies'] += 1
         shown_type = event_type
-        if rng.random() < 0.05:
+        if rng.random() < 0.05 and not config.tidy:
             shown_type = f' {event_type.upper()} '
         record = {
             'event_id': f'evt-{config.seed}-{i:09d}',
             'event_type': shown_type,
             'entity_id': f'user-{entities[i]:06d}',
-            'timestamp': _timestamp(float(times[i]), int(styles[i]), rng),
-            'value': str(value) if value is not None and rng.random() < 0.05 else value,
+            'timestamp': round(float(times[i]), 3)
+            if config.tidy
+            else _timestamp(float(times[i]), int(styles[i]), rng),
+            'value': str(value)
+            if value is not None and rng.random() < 0.05 and not config.tidy
+            else value,
             'source': _SOURCES[int(rng.integers(0, len(_SOURCES)))],
         }
         if rng.random() < 0.3:
@@ -276,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         '--duration_secs', type=float, default=3_600.0, help='Event-time span of the data.'
     )
     parser.add_argument(
-        '--clean', action='store_true', help='No duplicates, malformed or invalid records.'
+        '--clean',
+        action='store_true',
+        help='Clean input: no duplicates, malformed or invalid records, one timestamp format '
+        '(epoch seconds), no untidy types or values.',
     )
     args = parser.parse_args(argv)
     fmt = args.format or infer_format(args.output)
@@ -285,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.events < 0 or args.files < 1 or args.entities < 1:
         parser.error('--events must be >= 0, --files and --entities >= 1')
     rates = (
-        {'duplicate_rate': 0.0, 'malformed_rate': 0.0, 'invalid_rate': 0.0} if args.clean else {}
+        {'duplicate_rate': 0.0, 'malformed_rate': 0.0, 'invalid_rate': 0.0, 'tidy': True}
+        if args.clean
+        else {}
     )
     config = GeneratorConfig(
         events=args.events,
