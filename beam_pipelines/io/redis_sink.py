@@ -246,17 +246,22 @@ class _WriteAggregatesFn(beam.DoFn):
         yield sent
 
     def _write_series(self, table: pa.Table) -> int:
+        """One ``ZADD`` and one ``HSET`` per (entity, type) with all its windows of the batch,
+        rather than two commands per window: the commands, not Redis, were the cost (a batch
+        holds several windows of most keys)."""
         lay = self._layout
-        rows = _rows(table)
+        grouped: dict[tuple[str, str], tuple[dict, dict]] = {}
+        for row in _rows(table):
+            start_ms = row['start_ms']
+            scores, data = grouped.setdefault((row['entity_id'], row['event_type']), ({}, {}))
+            scores[start_ms] = start_ms
+            data[start_ms] = orjson.dumps(row['stats'])
         sent = 0
         pipe = self._client.pipeline(transaction=False)
         touched = set()
-        for i, row in enumerate(rows, 1):
-            entity, etype, start_ms = row['entity_id'], row['event_type'], row['start_ms']
-            key = lay.series(entity, etype)
-            data = lay.series_data(entity, etype)
-            pipe.zadd(key, {start_ms: start_ms})
-            pipe.hset(data, start_ms, orjson.dumps(row['stats']))
+        for i, ((entity, etype), (scores, data)) in enumerate(grouped.items(), 1):
+            pipe.zadd(lay.series(entity, etype), scores)
+            pipe.hset(lay.series_data(entity, etype), mapping=data)
             touched.add((entity, etype))
             sent += 2
             if i % lay.chunk == 0:
