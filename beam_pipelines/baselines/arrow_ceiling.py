@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-__all__ = ['run']
+__all__ = ['run', 'window_aggregates']
 
 _SCHEMA = pa.schema(
     [
@@ -33,16 +33,13 @@ _SCHEMA = pa.schema(
 )
 
 
-def run(path: str, output_dir: str, window_secs: float = 60.0) -> dict[str, int]:
-    table = pj.read_json(
-        path,
-        parse_options=pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior='ignore'),
-    )
-    micros = pc.cast(pc.multiply(table.column('timestamp'), 1e6), pa.int64())
+def window_aggregates(events: pa.Table, micros: pa.Array, window_secs: float) -> pa.Table:
+    """Count, sum, min, max and mean per (entity, type, fixed window) with ``Table.group_by``;
+    ``micros`` are the events' times in epoch microseconds (>= 0)."""
     size_us = int(window_secs * 1e6)
-    start = pc.multiply(pc.divide(micros, size_us), size_us)
-    aggregates = (
-        table.append_column('window_start', start)
+    start = pc.multiply(pc.divide(micros, size_us), size_us)  # integer division: a floor here
+    return (
+        events.append_column('window_start', start)
         .group_by(['entity_id', 'event_type', 'window_start'])
         .aggregate(
             [
@@ -54,6 +51,15 @@ def run(path: str, output_dir: str, window_secs: float = 60.0) -> dict[str, int]
             ]
         )
     )
+
+
+def run(path: str, output_dir: str, window_secs: float = 60.0) -> dict[str, int]:
+    table = pj.read_json(
+        path,
+        parse_options=pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior='ignore'),
+    )
+    micros = pc.cast(pc.multiply(table.column('timestamp'), 1e6), pa.int64())
+    aggregates = window_aggregates(table, micros, window_secs)
     os.makedirs(output_dir, exist_ok=True)
     pq.write_table(aggregates, os.path.join(output_dir, 'aggregates.parquet'))
     return {'read': table.num_rows, 'aggregates': aggregates.num_rows}

@@ -27,8 +27,9 @@ import time
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from beam_pipelines.baselines.arrow_ceiling import window_aggregates
 
 __all__ = ['run']
 
@@ -111,21 +112,7 @@ def run(path: str, output_dir: str, window_secs: float = 60.0) -> dict[str, int]
             'source': pa.array(sources, pa.string()),
         }
     )
-    size_us = int(window_secs * 1e6)
-    start = pc.multiply(pc.divide(micros, size_us), size_us)  # integer division: floor for >= 0
-    aggregates = (
-        events.append_column('window_start', start)
-        .group_by(['entity_id', 'event_type', 'window_start'])
-        .aggregate(
-            [
-                ('event_id', 'count'),
-                ('value', 'sum'),
-                ('value', 'min'),
-                ('value', 'max'),
-                ('value', 'mean'),
-            ]
-        )
-    )
+    aggregates = window_aggregates(events, micros, window_secs)
     os.makedirs(output_dir, exist_ok=True)
     pq.write_table(events, os.path.join(output_dir, 'events.parquet'))
     pq.write_table(aggregates, os.path.join(output_dir, 'aggregates.parquet'))

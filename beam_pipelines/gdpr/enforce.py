@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import orjson
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipelines.backup.archive import list_files
 from beam_pipelines.gdpr.matching import payload_values
 from beam_pipelines.gdpr.secrets import KeyRing
 from beam_pipelines.gdpr.secrets import SecretsError
@@ -109,7 +110,7 @@ class TombstoneEnforcer:
         if roots:
             values = set()
             for root in roots:
-                for path in file_store.list_files(root):
+                for path in list_files(root):
                     values |= file_store.file_values(path)
             matched = _matched(values, tombstones, self._ring)
             report['files'] = file_store.erase_matching(roots, matched) if matched else {}

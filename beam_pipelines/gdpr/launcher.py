@@ -196,19 +196,18 @@ def _stores(args) -> Stores:
     )
 
 
-def _write_secrets(path: str, value: gdpr_secrets.GdprSecrets, new: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
-    tmp = path if new else f'{path}.tmp'
-    if not new:
-        flags |= os.O_EXCL
+def _write_secrets(path: str, value: gdpr_secrets.GdprSecrets, replace: bool) -> None:
+    """Writes secrets readable by their owner only: a new file, or (``replace``) a complete
+    new version renamed over the old one, so a crash never leaves half a key file."""
+    target = f'{path}.tmp' if replace else path
     try:
-        fd = os.open(tmp, flags, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise cli.UsageError(f'{tmp} exists: not overwriting secrets') from None
+        raise cli.UsageError(f'{target} exists: not overwriting secrets') from None
     with os.fdopen(fd, 'w') as f:
         f.write(value.to_json())
-    if not new:
-        os.replace(tmp, path)
+    if replace:
+        os.replace(target, path)
 
 
 def _print(result) -> None:
@@ -218,13 +217,13 @@ def _print(result) -> None:
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == 'keygen':
-        _write_secrets(args.output, gdpr_secrets.generate(), new=True)
+        _write_secrets(args.output, gdpr_secrets.generate(), replace=False)
         _print({'written': args.output})
         return 0
     if args.command == 'rotate':
         current = _secrets(args.gdpr_secrets_file)
         rotated = gdpr_secrets.rotate(current, args.ring)
-        _write_secrets(args.gdpr_secrets_file, rotated, new=False)
+        _write_secrets(args.gdpr_secrets_file, rotated, replace=True)
         ring = rotated.pseudonym_keys if args.ring == 'pseudonym' else rotated.master_keys
         _print({'ring': args.ring, 'active': ring.active, 'keys': sorted(ring.keys)})
         return 0
@@ -271,7 +270,10 @@ def run(argv: list[str] | None = None) -> int:
                 report = enforcer(stores.conn, stores.schema, stores.output_dirs)
             if stores.redis is not None:
                 report['redis'] = enforce_redis(
-                    stores.redis, stores.redis_prefix, enforcer.tombstones, keys.pseudonym_keys
+                    stores.redis,
+                    stores.redis_prefix,
+                    enforcer.tombstones,
+                    keys.pseudonym_keys,
                 )
             record.counts = {k: v for k, v in report.items() if isinstance(v, dict)}
             record.stores = sorted(record.counts)

@@ -1,14 +1,14 @@
-"""Finding a subject's traces: exact values, values inside text, and dead-letter payloads.
+"""Finding a subject's values: in JSON, in free text, and in dead-letter payloads.
 
-A trace is one of the subject's identifiers (its plain ``entity_id`` and declared personal
-values, and their pseudonyms under every key) standing alone or delimited inside text: ``u1``
-matches ``{"entity_id": "u1"}`` but not ``u10``. :class:`Matcher` carries one pattern written
-in the syntax that Python's ``re``, RE2 (Arrow's compute functions) and PostgreSQL's regular
-expressions share, so every store is searched the same way.
+Stores compare values exactly, never as substrings: :func:`payload_values` and
+:func:`candidates` take every value out of a payload or a text (JSON scalars when it parses,
+delimited tokens, and the finer pieces of URLs and query strings), so ``u1`` is found in
+``{"entity_id": "u1"}`` and ``/u/u1/x`` but not in ``u10``, and ingestion drops the dead
+letters of erased subjects by their tombstones (:func:`envelope_tombstoned`).
 
-Dead letters are raw records: :func:`payload_values` takes every value out of a payload (JSON
-scalars when it parses, delimited tokens otherwise), so ingestion can drop the dead letters of
-erased subjects by their pseudonyms (:func:`envelope_tombstoned`).
+:class:`Matcher` is the coarse filter before that comparison: one regular expression, the
+identifiers delimited by non-word characters, that PostgreSQL runs to narrow its dead letters
+(and Python's ``re`` reads the same way).
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import contextlib
 import re
 from collections.abc import Iterable
 
-import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from beam_pipelines.gdpr.protect import as_text
 from beam_pipelines.gdpr.secrets import KeyRing
@@ -37,13 +34,15 @@ _FINE = re.compile(r'[^A-Za-z0-9_@.+\-]+')
 
 
 def _escape(value: str) -> str:
-    # A backslash before an ASCII punctuation character is literal in all three dialects;
-    # non-ASCII characters are never metacharacters, and RE2 refuses a backslash before them.
+    # A backslash before an ASCII punctuation character is literal in PostgreSQL's and Python's
+    # dialects; non-ASCII characters are never metacharacters (and RE2 would refuse a backslash
+    # before them).
     return ''.join(c if c.isalnum() or ord(c) > 127 else '\\' + c for c in value)
 
 
 class Matcher:
-    """Matches the identifiers given, exactly or delimited inside text.
+    """Finds the identifiers given, alone or delimited inside text (a superset of the exact
+    matches the stores then confirm).
 
     Args:
         identifiers: plain values and pseudonyms (empty strings are ignored).
@@ -54,28 +53,13 @@ class Matcher:
         if not self.identifiers:
             raise ValueError('identifiers: at least one non-empty value is needed')
         alternatives = '|'.join(_escape(i) for i in self.identifiers)
-        # RE2 (Arrow) has no lookaround: the shared pattern consumes its delimiters. Python's
-        # own pattern uses lookaround, so adjacent traces ("u1,u1") are each found.
+        # The SQL pattern consumes its delimiters (enough to narrow rows); Python's uses
+        # lookaround, so adjacent traces ("u1,u1") are each found.
         self.pattern = f'(^|[^{_WORD}])({alternatives})($|[^{_WORD}])'
         self._compiled = re.compile(f'(?<![{_WORD}])({alternatives})(?![{_WORD}])')
 
     def search(self, text: str | None) -> bool:
         return bool(text) and self._compiled.search(text) is not None
-
-    def count(self, text: str) -> int:
-        return len(self._compiled.findall(text))
-
-    def redact(self, text: str, replacement: str) -> str:
-        """``text`` with every trace replaced (its delimiters kept)."""
-        return self._compiled.sub(lambda _: replacement, text)
-
-    def equals(self, value) -> bool:
-        return value is not None and as_text(value) in self.identifiers
-
-    def arrow_mask(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-        """Rows of a string column that hold a trace."""
-        found = pc.match_substring_regex(column, self.pattern)
-        return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _scalars(value, out: list[str]) -> None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from beam_pipelines.gdpr.stores.files import list_files
+from beam_pipelines.backup.archive import list_files
 from beam_pipelines.gdpr.stores.files import read_bytes
 from beam_pipelines.gdpr.stores.files import replace_file
 from beam_pipelines.io.postgres import ident

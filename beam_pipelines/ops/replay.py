@@ -121,7 +121,7 @@ def replay(
             ]
             selected = [row for row in selected if row[0] not in set(erased)]
         if not selected:
-            _delete(cur, pg_schema, erased)
+            _delete(cur, sql.Identifier(pg_schema, 'dead_letters'), erased)
             return {'replayed': 0, 'recovered': [], 'failed_again': [], 'erased': erased}
         lines, errors = [], {}
         for i, (_, _, payload, encoding, fmt) in enumerate(selected):
@@ -163,7 +163,7 @@ def replay(
         recovered = [selected[p][0] for p in sorted(set(valid_positions))]
         failed = [(selected[p][0], *errors[p]) for p in sorted(errors)]
         table = sql.Identifier(pg_schema, 'dead_letters')
-        _delete(cur, pg_schema, [*recovered, *erased])
+        _delete(cur, table, [*recovered, *erased])
         for dl_id, error_type, message in failed:
             cur.execute(
                 sql.SQL(
@@ -180,7 +180,6 @@ def replay(
     }
 
 
-def _delete(cur, pg_schema: str, ids: list[str]) -> None:
+def _delete(cur, table: sql.Identifier, ids: list[str]) -> None:
     if ids:
-        table = sql.Identifier(pg_schema, 'dead_letters')
         cur.execute(sql.SQL('DELETE FROM {} WHERE id = ANY(%s)').format(table), (ids,))

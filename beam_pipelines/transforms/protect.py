@@ -94,29 +94,30 @@ class _ForgetFn(_GdprFn):
             yield envelope
 
 
-class ProtectEvents(beam.PTransform):
+class _WithErased(beam.PTransform):
+    """Applies a ``_GdprFn``; its main output and its count of erased records."""
+
+    _FN: type[_GdprFn]
+    _LABEL: str
+
+    def __init__(self, config: GdprConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pcoll) -> Protected:
+        out = pcoll | self._LABEL >> beam.ParDo(self._FN(self._config)).with_outputs(
+            ERASED, main='kept'
+        )
+        return Protected(out.kept, out[ERASED])
+
+
+class ProtectEvents(_WithErased):
     """Clean event tables -> protected tables (see the module docstring)."""
 
-    def __init__(self, config: GdprConfig):
-        super().__init__()
-        self._config = config
-
-    def expand(self, tables) -> Protected:
-        out = tables | 'Protect' >> beam.ParDo(_ProtectFn(self._config)).with_outputs(
-            ERASED, main='kept'
-        )
-        return Protected(out.kept, out[ERASED])
+    _FN, _LABEL = _ProtectFn, 'Protect'
 
 
-class ForgetErased(beam.PTransform):
+class ForgetErased(_WithErased):
     """Dead-letter envelopes -> those of subjects not erased."""
 
-    def __init__(self, config: GdprConfig):
-        super().__init__()
-        self._config = config
-
-    def expand(self, envelopes) -> Protected:
-        out = envelopes | 'Forget' >> beam.ParDo(_ForgetFn(self._config)).with_outputs(
-            ERASED, main='kept'
-        )
-        return Protected(out.kept, out[ERASED])
+    _FN, _LABEL = _ForgetFn, 'Forget'

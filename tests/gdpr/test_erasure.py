@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import uuid
+import zipfile
 from pathlib import Path
 
 import orjson
@@ -124,6 +125,15 @@ def _any_trace(found):
     return {k: v for k, v in found.items() if v}
 
 
+def _stores(url, schema, prefix, out, secrets_file) -> list[str]:
+    """The store flags the flagship and the gdpr commands share."""
+    return [
+        *('--postgres_url', url, '--pg_schema', schema, '--redis_url', REDIS_URL),
+        *('--redis_prefix', prefix, '--output_dir', str(out)),
+        *('--gdpr_secrets_file', str(secrets_file)),
+    ]
+
+
 def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
     tmp_path,
     pg_url,  # noqa: F811
@@ -141,28 +151,11 @@ def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
     source = tmp_path / 'events.jsonl'
     read = _write_input(source)
     out = tmp_path / 'out'
-    flags = [
-        '--input',
-        str(source),
-        '--output_dir',
-        str(out),
-        '--postgres_url',
-        pg_url,
-        '--pg_schema',
-        pg_schema,
-        '--redis_url',
-        REDIS_URL,
-        '--redis_prefix',
-        prefix,
-        '--features',
-    ]
+    stores = _stores(pg_url, pg_schema, prefix, out, secrets_file)
+    flags = ['--input', str(source), *stores[:-2], '--features']  # no secrets: no protection
     protect = [
-        '--pii_fields',
-        'entity_id,email,referrer_email',
-        '--encrypt_fields',
-        'phone',
-        '--gdpr_secrets_file',
-        str(secrets_file),
+        *('--pii_fields', 'entity_id,email,referrer_email', '--encrypt_fields', 'phone'),
+        *stores[-2:],
     ]
     try:
         assert event_analytics.run([*flags, *protect]) == 0
@@ -183,27 +176,10 @@ def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
         backup = tmp_path / 'backup'  # an archive copy taken before the erasure
         shutil.copytree(out / 'events', backup)
 
-        stores = [
-            '--postgres_url',
-            pg_url,
-            '--pg_schema',
-            pg_schema,
-            '--redis_url',
-            REDIS_URL,
-            '--redis_prefix',
-            prefix,
-            '--output_dir',
-            str(out),
-            '--gdpr_secrets_file',
-            str(secrets_file),
-            '--requested_by',
-            'dpo@example.com',
-        ]
+        stores = [*stores, '--requested_by', 'dpo@example.com']
         subject = ['--subject', SUBJECT, '--identifier', EMAIL, '--pii_fields', 'email']
         bundle = tmp_path / 'bundle.zip'
         assert gdpr.run(['access', *stores, *subject, '--output', str(bundle)]) == 0
-        import zipfile
-
         with zipfile.ZipFile(bundle) as z:
             exported = orjson.loads(z.read('subject.json'))
             assert 'csv/postgres_events.csv' in z.namelist()
@@ -297,16 +273,8 @@ def test_enforce_removes_what_reached_the_stores_after_an_erasure(
     source = tmp_path / 'events.jsonl'
     _write_input(source)
     out = tmp_path / 'out'
-    run = [
-        '--input', str(source), '--output_dir', str(out), '--postgres_url', pg_url,
-        '--pg_schema', pg_schema, '--redis_url', REDIS_URL, '--redis_prefix', prefix,
-        '--pii_fields', 'entity_id,email', '--gdpr_secrets_file', str(secrets_file),
-    ]  # fmt: skip
-    stores = [
-        '--postgres_url', pg_url, '--pg_schema', pg_schema, '--redis_url', REDIS_URL,
-        '--redis_prefix', prefix, '--output_dir', str(out),
-        '--gdpr_secrets_file', str(secrets_file),
-    ]  # fmt: skip
+    stores = _stores(pg_url, pg_schema, prefix, out, secrets_file)
+    run = ['--input', str(source), '--pii_fields', 'entity_id,email', *stores]
     try:
         assert event_analytics.run(run) == 0
         early = tmp_path / 'early'  # what a pipeline still running had in hand

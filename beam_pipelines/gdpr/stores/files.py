@@ -12,7 +12,8 @@ of ``12345`` alone.
 * ``report.html`` is a view of the outputs beside it: it is rendered again from them once they
   are erased, so its dead-letter samples and charts no longer show the subject.
 
-A rewrite goes to a temporary file first and replaces the original by rename.
+A file is replaced whole: locally through a temporary file and a rename, on object stores by
+one PUT (Beam's rename there is a copy and a delete).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipelines.backup import archive
+from beam_pipelines.backup.archive import list_files
 from beam_pipelines.gdpr.matching import candidates
 from beam_pipelines.gdpr.matching import json_values
 from beam_pipelines.gdpr.matching import payload_values
@@ -43,7 +46,6 @@ __all__ = [
     'erase_matching',
     'file_values',
     'find',
-    'list_files',
     'read_bytes',
     'replace_file',
 ]
@@ -53,25 +55,18 @@ _FREE_TEXT = ('payload', 'error_message')
 REPORT = 'report.html'
 
 
-def list_files(root: str) -> list[str]:
-    """Every file under ``root`` (recursively)."""
-    pattern = FileSystems.join(root.rstrip('/'), '**')
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as f:
+    with archive.open_read(path) as f:
         return f.read()
 
 
 def replace_file(path: str, data: bytes | None) -> None:
+    """Replaces a file's bytes whole (a temporary file and a rename locally, one PUT on object
+    stores), or deletes it (``None``)."""
     if data is None:
         FileSystems.delete([path])
-        return
-    tmp = f'{path}.erase-tmp'
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    FileSystems.rename([tmp], [path])
+    else:
+        archive.write_atomically(path, data, 'application/octet-stream')
 
 
 def _is_text(column) -> bool:
