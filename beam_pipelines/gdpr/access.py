@@ -76,7 +76,9 @@ def collect(stores: Stores, subject: Subject, master_keys: KeyRing | None) -> di
         'postgres': {t: [decrypt.row(r) for r in rows] for t, rows in postgres.items()},
     }
     if stores.redis is not None:
-        bundle['redis'] = redis_store.find(stores.redis, stores.redis_prefix, subject)
+        bundle['redis'] = redis_store.find(
+            stores.redis, stores.redis_prefix, subject, stores.redis_streams
+        )
     if stores.output_dirs:
         found = file_store.find(list(stores.output_dirs), subject)
         bundle['files'] = {

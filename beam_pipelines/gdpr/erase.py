@@ -47,6 +47,7 @@ class Stores:
     output_dirs: tuple[str, ...] = ()
     gdpr_conn: object | None = None  # None: the warehouse's
     gdpr_schema: str | None = None
+    redis_streams: tuple[str, ...] = ()  # streams outside the prefix (ingestion)
 
     @property
     def store(self):
@@ -102,7 +103,9 @@ def erase_subject(
         }
         record.stores.append('postgres')
         if stores.redis is not None:
-            record.counts['redis'] = redis_store.erase(stores.redis, stores.redis_prefix, subject)
+            record.counts['redis'] = redis_store.erase(
+                stores.redis, stores.redis_prefix, subject, stores.redis_streams
+            )
             record.stores.append('redis')
         if stores.output_dirs:
             record.counts['files'] = file_store.erase(list(stores.output_dirs), subject)

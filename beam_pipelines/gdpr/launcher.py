@@ -68,6 +68,13 @@ def _store_flags(parser, warehouse_required: bool = True) -> None:
     parser.add_argument('--redis_url', default=None, help='Redis (aggregates, features, streams).')
     parser.add_argument('--redis_prefix', default='bp:', help="Prefix of the pipelines' keys.")
     parser.add_argument(
+        '--redis_stream',
+        action='append',
+        default=[],
+        help='A Redis stream outside the prefix to search too, e.g. the ingestion stream '
+        '(repeatable; streams below the prefix are always searched).',
+    )
+    parser.add_argument(
         '--output_dir',
         action='append',
         default=[],
@@ -193,6 +200,7 @@ def _stores(args) -> Stores:
         (*args.output_dir, *args.dead_letter_dir),
         gdpr_conn,
         store_schema,
+        tuple(args.redis_stream),
     )
 
 
@@ -274,6 +282,7 @@ def run(argv: list[str] | None = None) -> int:
                     stores.redis_prefix,
                     enforcer.tombstones,
                     keys.pseudonym_keys,
+                    stores.redis_streams,
                 )
             record.counts = {k: v for k, v in report.items() if isinstance(v, dict)}
             record.stores = sorted(record.counts)

@@ -195,10 +195,17 @@ def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
             'keys'
         ].keys()
 
-        assert gdpr.run(['erase', *stores, *subject]) == 0
+        # Streams outside the prefix: searched when named (the ingestion stream), never when
+        # not (another application's, sharing the server).
+        named, unnamed = f'ext:{prefix}ingest', f'other-app:{prefix}events'
+        for key in (named, unnamed):
+            client.xadd(key, {'data': orjson.dumps({'entity_id': SUBJECT})})
+        erase = ['erase', *stores, *subject, '--redis_stream', named]
+        assert gdpr.run(erase) == 0
         after = _traces(pg_url, pg_schema, client, prefix, roots, everything)
         assert _any_trace(after) == {}, after
         assert client.xlen(stream) == 1  # the other entity's entry stays
+        assert client.xlen(named) == 0 and client.xlen(unnamed) == 1
         with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
             cur.execute(
                 f'SELECT action, requested_by, status, counts::text, stores::text '
@@ -215,7 +222,7 @@ def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
         assert not everything.search(str(audit))  # the audit holds no personal data
         counts = orjson.loads(audit[1][3])
         assert counts['postgres']['events'] == 31 and counts['postgres']['dead_letters'] == 2
-        assert counts['postgres']['data_keys'] == 1 and counts['redis']['stream_entries'] == 1
+        assert counts['postgres']['data_keys'] == 1 and counts['redis']['stream_entries'] == 2
         assert kept_events == 360 - 30 + 1 - 1
 
         # Crypto-shredding: the archived copy still holds the subject's ciphertexts, which no
@@ -244,7 +251,7 @@ def test_a_subject_is_exported_then_erased_everywhere_and_stays_erased(
         with pytest.raises(cli.UsageError, match='tombstones of erased'):
             event_analytics.run(flags)
     finally:
-        for key in client.scan_iter(match=f'{prefix}*'):
+        for key in client.scan_iter(match=f'*{prefix}*'):
             client.delete(key)
 
 

@@ -57,11 +57,25 @@ def _keys(client: redis.Redis, prefix: str, subject: Subject) -> list[str]:
     return sorted(found)
 
 
-def _stream_entries(client: redis.Redis, subject: Subject) -> dict[str, list[tuple[str, dict]]]:
+def _stream_keys(client: redis.Redis, prefix: str, streams: tuple[str, ...]) -> list[str]:
+    """The streams below the prefix and those named (an ingestion stream named on its own):
+    never every stream of the server, which other applications may share."""
+    found = {
+        key.decode() if isinstance(key, bytes) else key
+        for key in client.scan_iter(
+            match=f'{_glob_escape(prefix)}*', count=_SCAN_COUNT, _type='stream'
+        )
+    }
+    found.update(s for s in streams if client.type(s) in (b'stream', 'stream'))
+    return sorted(found)
+
+
+def _stream_entries(
+    client: redis.Redis, prefix: str, streams: tuple[str, ...], subject: Subject
+) -> dict[str, list[tuple[str, dict]]]:
     wanted = set(subject.identifiers)
     out = {}
-    for key in client.scan_iter(count=_SCAN_COUNT, _type='stream'):
-        key = key.decode() if isinstance(key, bytes) else key
+    for key in _stream_keys(client, prefix, streams):
         hits = []
         last = '-'
         while True:
@@ -99,28 +113,34 @@ def _dump(client: redis.Redis, key: str) -> Any:
     return None
 
 
-def find(client: redis.Redis, prefix: str, subject: Subject) -> dict[str, Any]:
+def find(
+    client: redis.Redis, prefix: str, subject: Subject, streams: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The subject's keys with their values, and its stream entries."""
     return {
         'keys': {key: _dump(client, key) for key in _keys(client, prefix, subject)},
         'streams': {
             key: [{'id': i, 'fields': f} for i, f in entries]
-            for key, entries in _stream_entries(client, subject).items()
+            for key, entries in _stream_entries(client, prefix, streams, subject).items()
         },
     }
 
 
-def erase(client: redis.Redis, prefix: str, subject: Subject) -> dict[str, int]:
+def erase(
+    client: redis.Redis, prefix: str, subject: Subject, streams: tuple[str, ...] = ()
+) -> dict[str, int]:
     """Deletes the subject's keys and stream entries; returns counts."""
     keys = _keys(client, prefix, subject)
     deleted = client.delete(*keys) if keys else 0
     entries = 0
-    for key, hits in _stream_entries(client, subject).items():
+    for key, hits in _stream_entries(client, prefix, streams, subject).items():
         entries += client.xdel(key, *(i for i, _ in hits))
     return {'keys': int(deleted), 'stream_entries': int(entries)}
 
 
-def enforce_redis(client: redis.Redis, prefix: str, tombstones, ring) -> dict[str, int]:
+def enforce_redis(
+    client: redis.Redis, prefix: str, tombstones, ring, streams: tuple[str, ...] = ()
+) -> dict[str, int]:
     """Deletes the keys whose entity, and the stream entries whose values, a tombstone names
     (``gdpr enforce``: what reached Redis after an erasure)."""
     if not tombstones:
@@ -136,7 +156,7 @@ def enforce_redis(client: redis.Redis, prefix: str, tombstones, ring) -> dict[st
             doomed.append(key)
     deleted = client.delete(*doomed) if doomed else 0
     entries = 0
-    for key in client.scan_iter(count=_SCAN_COUNT, _type='stream'):
+    for key in _stream_keys(client, prefix, streams):
         hits = []
         for entry_id, fields in client.xrange(key):
             values = set()
