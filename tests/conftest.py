@@ -51,9 +51,16 @@ def raw_lines(lines: list, uri: str = 'mem://events.jsonl') -> RawBatch:
     return RawBatch(uri, 'jsonl', offsets, lines=encoded)
 
 
-def run_columnar(lines: list, schema) -> tuple[pa.Table | None, list[dict]]:
-    """Parse, cleanse and validate one batch without Beam: (valid table, dead letters)."""
-    parsed, dead = parse_raw_batch(raw_lines(lines), schema, 'test')
+def raw_block(lines: list, uri: str = 'mem://events.jsonl') -> RawBatch:
+    """The same lines as :func:`raw_lines`, as a file reader yields them: one block of text."""
+    batch = raw_lines(lines, uri)
+    return batch._replace(lines=None, text=b''.join(line + b'\n' for line in batch.lines))
+
+
+def run_columnar(lines: list, schema, as_block=False) -> tuple[pa.Table | None, list[dict]]:
+    """Parse, cleanse and validate one batch without Beam: (valid table, dead letters); the
+    lines come as a list (as message sources give them) or ``as_block`` (as files are read)."""
+    parsed, dead = parse_raw_batch((raw_block if as_block else raw_lines)(lines), schema, 'test')
     if parsed is None:
         return None, dead
     parsed = parsed._replace(table=cleanse_table(parsed.table, schema, parsed.errors))

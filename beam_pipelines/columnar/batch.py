@@ -37,10 +37,14 @@ class RawBatch(NamedTuple):
         uri: the file.
         fmt: 'jsonl', 'csv', 'avro' or 'parquet'.
         positions: per record, its byte offset (jsonl) or record index (other formats).
-        lines: raw lines (jsonl), or None.
+        lines: raw lines (jsonl, from message sources), or None.
         records: decoded records (avro), or None.
         table: decoded columns (csv, parquet), or None.
         failures: records the reader could not decode: (error_type, message, payload, position).
+        text: the lines of a JSON Lines file range as one block of bytes, newlines included
+            (``positions`` are the file offsets of its lines), or None. Files are read this way
+            so that no per-line object exists unless the per-line parser needs it: a block
+            goes to pyarrow's JSON reader whole (see ``columnar.parse``).
     """
 
     uri: str
@@ -50,10 +54,20 @@ class RawBatch(NamedTuple):
     records: list[dict] | None = None
     table: pa.Table | None = None
     failures: tuple = ()
+    text: bytes | None = None
 
     @property
     def position_key(self) -> str:
         return 'offset' if self.fmt == 'jsonl' else 'record'
+
+    def line_list(self) -> list[bytes] | None:
+        """The raw lines (jsonl), without their newlines, whether read as lines or as a block."""
+        if self.text is None:
+            return self.lines
+        lines = self.text.split(b'\n')
+        if self.text.endswith(b'\n'):
+            lines.pop()
+        return lines
 
     def record_count(self) -> int:
         """Records in this batch, decodable or not."""

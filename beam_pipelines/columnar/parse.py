@@ -1,10 +1,16 @@
 """Parsing raw batches into loosely typed Arrow columns, one per schema field.
 
-JSON Lines are decoded with orjson one line at a time: pyarrow's JSON reader is faster but
-rejects a whole block for one malformed line or one column of mixed JSON types (a timestamp
-that is a string in one row and a number in the next), which is exactly the input we must
-handle. Columns are then built in bulk; the per-element fallback runs only for a column whose
-values do not share a type.
+A block of JSON Lines read from a file goes first to pyarrow's JSON reader
+(``columnar.json_block``), which takes it when the result is provably what the per-line path
+gives. Otherwise, and for lines from message sources, lines are decoded with orjson one at a
+time: pyarrow rejects a whole block for one malformed line or one column of mixed JSON types (a
+timestamp that is a string in one row and a number in the next), which is exactly the input we
+must handle. Columns are then built in bulk; the per-element fallback runs only for a column
+whose values do not share a type.
+
+Extra fields (outside the schema) become one JSON object per row in ``attributes``, keys
+sorted and null values left out, whatever the input format, so a record's attributes do not
+depend on the other records of its batch or on how it was read.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from beam_pipelines.columnar.batch import URI
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.batch import RowErrors
+from beam_pipelines.columnar.json_block import read_json_block
+from beam_pipelines.columnar.json_block import render_attributes
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.schema import ATTRIBUTES
@@ -96,11 +104,17 @@ def _parse_raw_batch(
         )
         for error_type, message, payload, position in batch.failures
     ]
-    if batch.lines is not None:
-        columns, attributes, bad = _decode_json_lines(batch.lines, schema)
-        positions, payloads = batch.positions, batch.lines
+    block = _read_block(batch, schema) if batch.text is not None else None
+    if block is not None:
+        positions = batch.positions
+        raw = batch.line_list()  # only failing rows' payloads are ever read
+        table, errors = block, {}
+    elif batch.text is not None or batch.lines is not None:
+        lines = batch.line_list()
+        columns, attributes, bad = _decode_json_lines(lines, schema)
+        positions, payloads = batch.positions, lines
         if bad:
-            dead.extend(_json_failures(batch, bad, pipeline))
+            dead.extend(_json_failures(batch, lines, bad, pipeline))
             skip = set(bad)
             keep = [i for i in range(len(payloads)) if i not in skip]
             positions = [positions[i] for i in keep]
@@ -129,6 +143,11 @@ def _parse_raw_batch(
     table = table.append_column(URI, uri)
     table = table.append_column(POS, pa.array(np.asarray(positions, dtype=np.int64)))
     return ParsedBatch(table=table, raw=raw, errors=errors, fmt=batch.fmt), dead
+
+
+def _read_block(batch: RawBatch, schema: EventSchema) -> pa.Table | None:
+    starts = np.asarray(batch.positions, dtype=np.int64)
+    return read_json_block(batch.text, starts - starts[0] if len(starts) else starts, schema)
 
 
 def _decode_json_lines(lines: list[bytes], schema: EventSchema):
@@ -173,21 +192,28 @@ def _gather(records, names, known, columns, attributes) -> None:
 
 
 def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
-    """Fields outside the schema, as one JSON object per row (None when there are none)."""
-    dumps = orjson.dumps
+    """Fields outside the schema, as one JSON object per row, keys sorted, null values left out
+    (None when there are none)."""
     n_known = len(known)
     return [
-        None
-        if len(r) <= n_known and r.keys() <= known
-        else (dumps({k: r[k] for k in extra}, default=str) if (extra := r.keys() - known) else None)
+        None if len(r) <= n_known and r.keys() <= known else _dump_extra(r, r.keys() - known)
         for r in records
     ]
 
 
-def _json_failures(batch: RawBatch, bad: list[int], pipeline: str) -> list[dict]:
+def _dump_extra(record: dict, extra) -> bytes | None:
+    present = {k: v for k in extra if (v := record[k]) is not None}
+    if not present:
+        return None
+    return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS)
+
+
+def _json_failures(
+    batch: RawBatch, lines: list[bytes], bad: list[int], pipeline: str
+) -> list[dict]:
     out = []
     for i in bad:
-        line = batch.lines[i]
+        line = lines[i]
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -346,16 +372,5 @@ def columns_to_table(table: pa.Table, schema: EventSchema) -> tuple[pa.Table, Ro
             columns[spec.name] = pa.nulls(n, pa.string())
     extra_names = [c for c in table.column_names if c not in columns]
     if schema.extra != 'ignore':
-        if extra_names:
-            extra = table.select(extra_names).to_pylist()
-            dumps = orjson.dumps
-            attributes = [
-                dumps({k: v for k, v in row.items() if v is not None}, default=str).decode()
-                if any(v is not None for v in row.values())
-                else None
-                for row in extra
-            ]
-            columns[ATTRIBUTES] = pa.array(attributes, type=pa.string())
-        else:
-            columns[ATTRIBUTES] = pa.nulls(n, pa.string())
+        columns[ATTRIBUTES] = render_attributes(table.select(extra_names))
     return pa.table(columns), errors

@@ -64,6 +64,8 @@ class BatchCoder(coders.Coder):
             return value.table.nbytes
         if value.table is not None:
             return value.table.nbytes
+        if value.text is not None:
+            return len(value.text)
         return 100 * len(value.positions)  # a typical event's size; exact sizing costs a pass
 
     def is_deterministic(self) -> bool:

@@ -53,9 +53,10 @@ def profile_batch(raw: RawBatch) -> DatasetProfile:
     profile = DatasetProfile()
     for failure in raw.failures:
         profile.add_undecodable(failure[0])
-    if raw.lines is not None:
+    lines = raw.line_list()
+    if lines is not None:
         records = []
-        for line in raw.lines:
+        for line in lines:
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:

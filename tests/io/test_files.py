@@ -32,7 +32,7 @@ def _read_all_ranges(path, range_bytes, batch_rows=3):
     lines, offsets = [], []
     for rng in _split(_Meta(path), None, range_bytes):
         for batch in _read_jsonl(rng, batch_rows):
-            lines.extend(batch.lines)
+            lines.extend(batch.line_list())
             offsets.extend(batch.positions)
     return lines, offsets
 

@@ -1,0 +1,163 @@
+"""A block of JSON Lines through pyarrow's JSON reader, when that gives exactly what the per-line
+decoder would.
+
+pyarrow parses a block in C++ (on its thread pool) straight into columns, several times faster
+than decoding one line at a time with orjson and building columns from Python objects. But it
+refuses a whole block for one malformed line or for one column whose JSON types differ between
+rows (a timestamp that is a string here and a number there), and it is laxer than JSON in a few
+places (``NaN``, two objects on one line, date-like strings read as timestamps). So the block is
+taken only when the result can be checked to be what ``columnar.parse`` would build line by line:
+every line one object, string fields strings, other fields one scalar JSON type, no non-finite
+numbers, no inferred timestamps; anything else returns None and the caller parses line by line.
+Clean input takes this path; dirty input costs one failed attempt per block, which stops at the
+first offending line.
+
+Plain pyarrow and numpy, no Beam in it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from beam_pipelines.schema import ATTRIBUTES
+from beam_pipelines.schema import EventSchema
+
+__all__ = ['read_json_block', 'render_attributes']
+
+_OPEN_BRACE = ord('{')
+# pyarrow's reader splits a block into chunks of this size; an object straddling two chunks is
+# refused, so a chunk must hold any line we expect (a longer one sends the block line by line).
+_CHUNK_BYTES = 1 << 22
+# JSON types each field kind accepts as it is; cleansing converts the rest (strings) in bulk.
+_NUMERIC = ('int', 'float', 'timestamp')
+_SPECIAL = r'[\x00-\x1f"\\]'  # strings orjson would escape: rendered by orjson itself
+
+
+def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -> pa.Table | None:
+    """Parses a block of JSON Lines with pyarrow, or returns None (see the module docstring).
+
+    Args:
+        text: the lines, newline-terminated (the last one may lack its newline).
+        line_starts: the offset of each line in ``text``.
+        schema: the event schema.
+
+    Returns:
+        One loosely typed column per schema field (as ``columnar.parse`` builds them) plus
+        ``attributes`` when the schema keeps extra fields; None when the block must be parsed
+        line by line.
+    """
+    n = len(line_starts)
+    # Every line must start an object: this rules out blank lines, so that row i is line i.
+    if n == 0 or not (np.frombuffer(text, np.uint8)[line_starts] == _OPEN_BRACE).all():
+        return None
+    strings = pa.schema(
+        [pa.field(f.name, pa.string()) for f in schema.fields if f.kind == 'string']
+    )
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(text),
+            read_options=pajson.ReadOptions(block_size=_CHUNK_BYTES),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=strings, unexpected_field_behavior='infer'
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    if table.num_rows != n:  # two objects on one line
+        return None
+    known = set(schema.field_names)
+    columns = {}
+    for spec in schema.fields:
+        if spec.name not in table.column_names:
+            columns[spec.name] = pa.nulls(n)
+            continue
+        column = table.column(spec.name).combine_chunks()
+        if not _takes(column, spec.kind):
+            return None
+        columns[spec.name] = column
+    extras = table.select([c for c in table.column_names if c not in known])
+    if any(not _takes(c, 'extra') for c in extras.columns):
+        return None
+    if schema.extra != 'ignore':
+        columns[ATTRIBUTES] = render_attributes(extras)
+    return pa.table(columns)
+
+
+def _takes(column: pa.Array, kind: str) -> bool:
+    """Whether a column read by pyarrow is what the per-line path builds for a field of ``kind``
+    (or for an extra field)."""
+    t = column.type
+    if pa.types.is_null(t) or pa.types.is_string(t):
+        return True
+    if pa.types.is_integer(t):
+        return kind in (*_NUMERIC, 'extra')
+    if pa.types.is_floating(t):
+        # JSON has no NaN or infinity: pyarrow reads them, the per-line decoder refuses them.
+        return kind in (*_NUMERIC, 'extra') and pc.all(pc.is_finite(column)).as_py() is not False
+    if pa.types.is_boolean(t):
+        return kind in ('bool', 'extra')
+    return False  # lists, objects, and strings pyarrow took for timestamps
+
+
+def render_attributes(extras: pa.Table) -> pa.Array:
+    """The extra fields of each row as one JSON object, keys sorted, null values left out (None
+    when a row has none), exactly as ``orjson.dumps(..., option=OPT_SORT_KEYS)`` renders them.
+
+    Strings without characters to escape, integers and booleans are rendered in bulk; the rows
+    holding anything else (floats, whose shortest form only orjson knows) go through orjson.
+    """
+    n = extras.num_rows
+    if extras.num_columns == 0:
+        return pa.nulls(n, pa.string())
+    pieces, by_row = [], np.zeros(n, dtype=bool)
+    for name in sorted(extras.column_names):
+        column = extras.column(name).combine_chunks()
+        t = column.type
+        if pa.types.is_null(t):
+            continue
+        if pa.types.is_string(t):
+            by_row |= _mask(pc.match_substring_regex(column, _SPECIAL))
+            text = pc.binary_join_element_wise('"', column, '"', '')
+        elif pa.types.is_integer(t):
+            text = column.cast(pa.string())
+        elif pa.types.is_boolean(t):
+            text = pc.if_else(column, 'true', 'false')
+        else:
+            by_row |= _mask(column.is_valid())
+            continue
+        key = orjson.dumps(name).decode() + ':'
+        pieces.append(pc.binary_join_element_wise(key, text, ''))
+    joined = None  # the row's "key":value pieces so far, comma-separated (null: none yet)
+    for piece in pieces:
+        joined = (
+            piece
+            if joined is None
+            else pc.coalesce(pc.binary_join_element_wise(joined, piece, ','), joined, piece)
+        )
+    if joined is None:
+        rendered = pa.nulls(n, pa.string())
+    else:
+        rendered = pc.binary_join_element_wise('{', joined, '}', '')
+    if by_row.any():
+        rows = np.flatnonzero(by_row)
+        dumped = [_dump(r) for r in extras.take(pa.array(rows)).to_pylist()]
+        values = rendered.to_pylist()
+        for i, text in zip(rows.tolist(), dumped):
+            values[i] = text
+        rendered = pa.array(values, pa.string())
+    return rendered
+
+
+def _dump(row: dict) -> str | None:
+    present = {k: v for k, v in row.items() if v is not None}
+    if not present:
+        return None
+    return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _mask(bools: pa.Array) -> np.ndarray:
+    return np.asarray(bools.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)

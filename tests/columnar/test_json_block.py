@@ -1,0 +1,135 @@
+"""pyarrow's JSON reader on a whole block: taken only when it gives what the per-line decoder
+gives, refused otherwise; extra fields rendered exactly as orjson renders them."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from beam_pipelines.columnar.json_block import read_json_block
+from beam_pipelines.columnar.json_block import render_attributes
+from tests.conftest import raw_block
+from tests.conftest import run_columnar
+
+CLEAN = [
+    {
+        'event_id': f'e{i}',
+        'event_type': 'click',
+        'entity_id': f'u{i % 3}',
+        'timestamp': 1714521600 + i,
+        'value': 1.5 * i,
+        'source': 'web',
+        **({'country': 'DE'} if i % 2 else {}),
+    }
+    for i in range(6)
+]
+
+
+def _block(lines: list):
+    batch = raw_block(lines)
+    starts = np.asarray(batch.positions, np.int64)
+    return batch.text, starts - starts[0]
+
+
+def test_clean_lines_are_read_as_a_block(schema):
+    table = read_json_block(*_block(CLEAN), schema)
+    assert table is not None
+    assert table.column('event_id').to_pylist() == [f'e{i}' for i in range(6)]
+    assert table.column('attributes').to_pylist() == [None, '{"country":"DE"}'] * 3
+
+
+@pytest.mark.parametrize(
+    'line',
+    [
+        b'{"event_id":"x","value":NaN}',  # not JSON; pyarrow reads it
+        b'{"event_id":"x"}{"event_id":"y"}',  # two objects on one line
+        b'{"event_id":"x","day":"2024-05-01"}',  # pyarrow would read a timestamp
+        b'{"event_id":"x","timestamp":"2024-05-01 10:00:00"}',
+        b'{"event_id":"x","tags":["a"]}',  # nested: rendered by the per-line path
+        b'{"event_id":1}',  # a number where a string belongs: a type error per row
+        b'{"event_id":"x","timestamp":true}',
+        b'   ',  # a blank line is not a record
+        b'{"event_id":"x",}',
+        b'[1]',
+    ],
+)
+def test_blocks_the_per_line_path_must_explain_are_refused(schema, line):
+    lines = [orjson.dumps(r) for r in CLEAN[:2]] + [line]
+    assert read_json_block(*_block(lines), schema) is None
+
+
+def test_attributes_match_orjson_for_every_kind_of_value():
+    extras = pa.table(
+        {
+            'z': ['plain', 'quote"d', 'back\\slash', 'new\nline', None, 'é'],
+            'n': [1, None, -3, 2**40, None, 0],
+            'b': [True, False, None, None, None, None],
+            'f': [None, 0.1, 1e20, None, None, 3.0],
+            'nothing': pa.nulls(6),
+        }
+    )
+    expected = [
+        orjson.dumps(
+            {k: v for k, v in row.items() if v is not None}, option=orjson.OPT_SORT_KEYS
+        ).decode()
+        if any(v is not None for v in row.values())
+        else None
+        for row in extras.to_pylist()
+    ]
+    assert render_attributes(extras).to_pylist() == expected
+
+
+_SCALARS = {
+    'string': st.text(max_size=8),
+    'int': st.integers(-(10**12), 10**14),
+    'float': st.floats(allow_nan=False, allow_infinity=False),
+    'bool': st.booleans(),
+    'numeric_text': st.sampled_from(['12.5', ' 7 ', '1714564800', 'n/a']),
+    'time_text': st.sampled_from(['2024-05-01T12:00:00Z', '2024-05-01T12:00:00.5+02:00', 'x']),
+}
+
+
+@st.composite
+def _batches(draw):
+    """A batch whose fields each keep one JSON type (so the block path has a chance), with
+    missing and null values, extra fields, and now and then a line that breaks it."""
+    kinds = {
+        name: draw(st.sampled_from(sorted(_SCALARS)))
+        for name in ('event_id', 'event_type', 'entity_id', 'timestamp', 'value', 'source', 'x')
+    }
+    records = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    name: st.one_of(st.none(), _SCALARS[kind]) for name, kind in kinds.items()
+                },
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    lines = [orjson.dumps(r) for r in records]
+    if draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from([b'{', b'[]', b''])))
+    return lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(_batches())
+def test_a_block_gives_what_the_lines_give(schema, lines):
+    by_lines = run_columnar(lines, schema)
+    by_block = run_columnar(lines, schema, as_block=True)
+    assert (by_block[0] is None) == (by_lines[0] is None)
+    if by_lines[0] is not None:
+        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
+    assert _timeless(by_block[1]) == _timeless(by_lines[1])
+
+
+def _timeless(dead: list[dict]) -> list[dict]:
+    return [{k: v for k, v in d.items() if k != 'processing_time'} for d in dead]
