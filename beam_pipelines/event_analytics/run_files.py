@@ -11,7 +11,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.event_analytics.config import Config
-from beam_pipelines.observability.lineage import MERMAID_FILE
+from beam_pipelines.observability.report import MERMAID_FILE
 from beam_pipelines.observability.report import REPORT_FILE
 from beam_pipelines.transforms.micro_batch import commit_state
 

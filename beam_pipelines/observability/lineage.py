@@ -34,6 +34,8 @@ from openlineage.client.transport.file import FileTransport
 from openlineage.client.transport.http import HttpConfig
 from openlineage.client.transport.http import HttpTransport
 
+from beam_pipelines.observability.report import MERMAID_FILE
+
 __all__ = [
     'AGGREGATE_LINEAGE',
     'MERMAID_FILE',
@@ -46,7 +48,6 @@ __all__ = [
 ]
 
 PRODUCER = 'https://github.com/beam-pipelines/beam_pipelines'
-MERMAID_FILE = 'lineage.mmd'  # the pipeline graph, beside the outputs
 MAX_FILES = 100  # more input files than this are one dataset, the glob
 # How the aggregates' columns derive from the events' (column-level lineage).
 AGGREGATE_LINEAGE: dict[str, tuple[tuple[str, ...], str, str]] = {

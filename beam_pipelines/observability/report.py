@@ -22,12 +22,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.observability import svg
-from beam_pipelines.observability.lineage import MERMAID_FILE
 from beam_pipelines.redaction import redact
 
-__all__ = ['REPORT_FILE', 'build_report', 'write_report']
+__all__ = ['MERMAID_FILE', 'REPORT_FILE', 'build_report', 'write_report']
 
 REPORT_FILE = 'report.html'
+# The pipeline graph beside the outputs, written with lineage (``observability.lineage``). Named
+# here, with the report that shows it, so run files are handled without importing openlineage.
+MERMAID_FILE = 'lineage.mmd'
 EXAMPLES = 3
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
