@@ -8,6 +8,7 @@ far. Row indices stay stable until validation filters the table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
 
@@ -17,9 +18,11 @@ __all__ = [
     'META_COLUMNS',
     'POS',
     'URI',
+    'BlockLines',
     'ParsedBatch',
     'RawBatch',
     'RowErrors',
+    'split_lines',
 ]
 
 URI = '_uri'
@@ -62,16 +65,39 @@ class RawBatch(NamedTuple):
 
     def line_list(self) -> list[bytes] | None:
         """The raw lines (jsonl), without their newlines, whether read as lines or as a block."""
-        if self.text is None:
-            return self.lines
-        lines = self.text.split(b'\n')
-        if self.text.endswith(b'\n'):
-            lines.pop()
-        return lines
+        return self.lines if self.text is None else split_lines(self.text)
 
     def record_count(self) -> int:
         """Records in this batch, decodable or not."""
         return len(self.positions) + len(self.failures)
+
+
+def split_lines(text: bytes) -> list[bytes]:
+    """A block's lines without their newlines (a last line may lack its newline)."""
+    lines = text.split(b'\n')
+    if text.endswith(b'\n'):
+        lines.pop()
+    return lines
+
+
+class BlockLines(Sequence):
+    """A block's lines, cut on first use: rows parsed as a block need their raw line only to
+    become a dead letter, which most batches never do."""
+
+    def __init__(self, text: bytes):
+        self._text = text
+        self._lines: list[bytes] | None = None
+
+    def _cut(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = split_lines(self._text)
+        return self._lines
+
+    def __getitem__(self, i):
+        return self._cut()[i]
+
+    def __len__(self) -> int:
+        return len(self._cut())
 
 
 class ParsedBatch(NamedTuple):
@@ -80,12 +106,13 @@ class ParsedBatch(NamedTuple):
     Attributes:
         table: one column per schema field, ``attributes`` and the meta columns.
         raw: for building dead-letter payloads, row-aligned with ``table``: the raw lines
-            (jsonl), the decoded records (avro) or the decoded columns (csv, parquet).
+            (jsonl: a list, or ``BlockLines``), the decoded records (avro) or the decoded
+            columns (csv, parquet).
         errors: row errors found by parsing and cleansing.
         fmt: the input format (names the payload format and the position key).
     """
 
     table: pa.Table
-    raw: pa.Table | list[bytes] | list[dict]
+    raw: pa.Table | Sequence[bytes] | list[dict]
     errors: RowErrors
     fmt: str

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from beam_pipelines.columnar.batch import POS
 from beam_pipelines.columnar.batch import URI
+from beam_pipelines.columnar.batch import BlockLines
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.batch import RowErrors
@@ -107,7 +108,7 @@ def _parse_raw_batch(
     block = _read_block(batch, schema) if batch.text is not None else None
     if block is not None:
         positions = batch.positions
-        raw = batch.line_list()  # only failing rows' payloads are ever read
+        raw = BlockLines(batch.text)  # only failing rows' payloads are ever read
         table, errors = block, {}
     elif batch.text is not None or batch.lines is not None:
         lines = batch.line_list()
@@ -165,7 +166,6 @@ def _decode_json_lines(lines: list[bytes], schema: EventSchema):
     decode_error = orjson.JSONDecodeError
     dict_type = dict
     names = schema.field_names
-    known = frozenset(names)
     columns: list[list] = [[] for _ in names]
     attributes: list | None = [] if schema.extra != 'ignore' else None
     bad: list[int] = []
@@ -180,7 +180,12 @@ def _decode_json_lines(lines: list[bytes], schema: EventSchema):
         if not all(type(r) is dict_type for r in records):
             bad.extend(start + i for i, r in enumerate(records) if type(r) is not dict_type)
             records = [r for r in records if type(r) is dict_type]
-        _gather(records, names, known, columns, attributes)
+        # The records are ours alone (the lines stay the payloads): popping the schema's
+        # fields leaves each dict holding just its extra fields, found without a set per row.
+        for column, name in zip(columns, names):
+            column.extend([r.pop(name, None) for r in records])
+        if attributes is not None:
+            attributes.extend([_dump_present(r) if r else None for r in records])
     return columns, attributes, bad
 
 
@@ -196,13 +201,15 @@ def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
     (None when there are none)."""
     n_known = len(known)
     return [
-        None if len(r) <= n_known and r.keys() <= known else _dump_extra(r, r.keys() - known)
+        None
+        if len(r) <= n_known and r.keys() <= known
+        else _dump_present({k: r[k] for k in r.keys() - known})
         for r in records
     ]
 
 
-def _dump_extra(record: dict, extra) -> bytes | None:
-    present = {k: v for k in extra if (v := record[k]) is not None}
+def _dump_present(fields: dict) -> bytes | None:
+    present = {k: v for k, v in fields.items() if v is not None}
     if not present:
         return None
     return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS)
@@ -267,6 +274,12 @@ def _build_table(columns: list[list], attributes: list | None, schema: EventSche
 
 
 def _column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
+    if spec.kind != 'string':
+        # Strings mixed with numbers (the usual dirty timestamp or value) would fail inference
+        # after a full pass: one pass over the types sends them straight to the mixed path.
+        present = set(map(type, values))
+        if str in present and (int in present or float in present):
+            return _mixed_column(values, spec, errors)
     try:
         if spec.kind == 'string':
             return pa.array(values, type=pa.string())

@@ -190,11 +190,11 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
     take = pa.array(rows)
     meta = batch.table.select([URI, POS]).take(take).to_pylist()
     event_times = batch.table.column('timestamp').take(take).to_pylist()
-    if isinstance(batch.raw, list):
+    if isinstance(batch.raw, pa.Table):
+        payloads = [orjson.dumps(r, default=str) for r in batch.raw.take(take).to_pylist()]
+    else:
         payloads = [batch.raw[int(i)] for i in rows]
         payloads = [p if isinstance(p, bytes) else orjson.dumps(p, default=str) for p in payloads]
-    else:
-        payloads = [orjson.dumps(r, default=str) for r in batch.raw.take(take).to_pylist()]
     position_key = 'offset' if batch.fmt == 'jsonl' else 'record'
     order = {name: k for k, name in enumerate(schema.field_names)}
     out = []

@@ -222,10 +222,12 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
             f.seek(rng.start - 1)
             base = rng.start - 1 + len(f.readline())
         pending = b''
+        ends = np.zeros(0, np.int64)  # where each complete line of pending ends
         while base < end:
             block = f.read(_BLOCK_BYTES)
+            found = np.flatnonzero(np.frombuffer(block, np.uint8) == _NEWLINE) + len(pending) + 1
             pending += block
-            ends = np.flatnonzero(np.frombuffer(pending, np.uint8) == _NEWLINE) + 1
+            ends = np.concatenate((ends, found))
             if not block and pending and (not len(ends) or ends[-1] != len(pending)):
                 ends = np.append(ends, len(pending))  # a last line without a newline
             starts = np.concatenate(([0], ends[:-1]))
@@ -244,6 +246,7 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
                 return
             consumed = int(ends[full - 1]) if full else 0
             pending = pending[consumed:]
+            ends = ends[full:] - consumed
             base += consumed
 
 
