@@ -1,7 +1,9 @@
 """Beam coders for the columnar elements: Arrow tables, and the batch tuples around them.
 
 Tables cross a shuffle as Arrow IPC bytes: no per-row pickling, and a format any runner's
-worker can decode. Both coders also answer ``estimate_size`` from the data's size instead of by
+worker can decode. The IPC buffers are LZ4-compressed: events take about half the bytes (78 ->
+38 MB per million here) for ~0.1 s of CPU per million, and a runner that holds a shuffle in
+memory (the DirectRunner holds all of it) holds half as much. Both coders also answer ``estimate_size`` from the data's size instead of by
 encoding: Beam samples elements to size every PCollection, and by default it encodes (pickles)
 them to find out, which cost ~5% of the flagship's run time before this coder existed.
 Registered for their type hints, so transforms that declare ``with_output_types(pa.Table)`` or
@@ -21,12 +23,15 @@ from beam_pipelines.columnar.batch import RawBatch
 __all__ = ['ArrowTableCoder', 'BatchCoder']
 
 
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression='lz4')
+
+
 class ArrowTableCoder(coders.Coder):
-    """Encodes a table as an Arrow IPC stream."""
+    """Encodes a table as an Arrow IPC stream (LZ4-compressed buffers)."""
 
     def encode(self, value: pa.Table) -> bytes:
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, value.schema) as writer:
+        with pa.ipc.new_stream(sink, value.schema, options=_IPC_OPTIONS) as writer:
             writer.write_table(value)
         return sink.getvalue().to_pybytes()
 
