@@ -15,7 +15,9 @@ as a separate process timed end to end (start-up included) with its peak RSS:
 * the anomaly stage alone (:mod:`beam_pipelines.bench_anomaly`), points/s on one core;
 * the local continuous mode at 10k events/s for 30 s, p50/p95 from send to visible in Redis
   (:mod:`beam_pipelines.bench_latency`; when Redis answers);
-* with ``--sizes`` / ``--cardinalities``, the flagship over a grid of input sizes and key
+* with ``--sizes``, the ratio cases again at each size (Beam's fixed cost, about 3 s of imports
+  and runner set-up per process, weighs less as the input grows, so every ratio is a function of
+  the size); with ``--cardinalities`` too, the flagship over the grid of sizes and key
   cardinalities, so the cost curve (throughput, peak RSS) is visible.
 
 Prints the figures, the ratios and the issue's targets, and writes ``bench_out/results.json``.
@@ -196,10 +198,92 @@ def _latency_case() -> dict:
     }
 
 
-def _sweep(args) -> list[dict]:
+def _flagship_cases(args, size: int, entities: int, repeat: int) -> list[dict]:
+    """The cases whose ratios the targets name, all on inputs of ``size`` events: the flagship
+    (1 and 2 workers, clean input), the hand-written script and the pyarrow ceiling."""
+    out = os.path.join(args.work_dir, 'out', f'{size}-{entities}')
+    dirty = _generate(args.work_dir, size, entities, args.seed, 'jsonl')
+    clean = _generate(args.work_dir, size, entities, args.seed, 'jsonl', clean=True)
+    lines, clean_lines = _lines(dirty), _lines(clean)
+    flagship = ['-m', 'beam_pipelines.event_analytics', '--no_report']
+    two_workers = ['--direct_num_workers=2', '--direct_running_mode=multi_processing']
+    cases = [
+        ('flagship', [*flagship, '--input', dirty, '--output_dir', f'{out}/w1'], lines),
+        (
+            'flagship_2_workers',
+            [*flagship, '--input', dirty, '--output_dir', f'{out}/w2', *two_workers],
+            lines,
+        ),
+        (
+            'flagship_clean',
+            [*flagship, '--input', clean, '--output_dir', f'{out}/clean'],
+            clean_lines,
+        ),
+        (
+            'plain_script',
+            [
+                '-m',
+                'beam_pipelines.baselines.plain_script',
+                '--input',
+                dirty,
+                '--output_dir',
+                f'{out}/plain',
+            ],
+            lines,
+        ),
+        (
+            'arrow_ceiling',
+            [
+                '-m',
+                'beam_pipelines.baselines.arrow_ceiling',
+                '--input',
+                clean,
+                '--output_dir',
+                f'{out}/arrow',
+            ],
+            clean_lines,
+        ),
+    ]
+    return [_median(repeat, name, argv, n) for name, argv, n in cases]
+
+
+def _ratios(by_name: dict[str, dict]) -> list[dict]:
+    """The targets' ratios of events/s (whole process) among the cases measured."""
+    return [
+        {
+            'name': name,
+            'measured': round(by_name[a]['events_per_sec'] / by_name[b]['events_per_sec'], 2),
+            'target': target,
+            'met': by_name[a]['events_per_sec'] / by_name[b]['events_per_sec'] >= target,
+        }
+        for name, a, b, target in TARGETS
+        if a in by_name and b in by_name
+    ]
+
+
+def _size_sweep(args, per_element: dict) -> list[dict]:
+    """The ratio cases again at every ``--sizes`` size (one run each): Beam's fixed cost (about
+    3 s of imports and runner set-up per process) weighs less as the input grows."""
+    rows = []
+    for size in args.sizes:
+        results = _flagship_cases(args, size, args.entities, 1)
+        by_name = {r['name']: r for r in results} | {'per_element': per_element}
+        rows.append({'size': size, 'results': results, 'ratios': _ratios(by_name)})
+    return rows
+
+
+def _sweep(args, sizes: list[dict]) -> list[dict]:
+    """The flagship over sizes x cardinalities (the cost curve); the runs at ``--entities``
+    are the size sweep's."""
+    measured = {
+        row['size']: next(r for r in row['results'] if r['name'] == 'flagship') for row in sizes
+    }
     rows = []
     for size in args.sizes:
         for entities in args.cardinalities:
+            if entities == args.entities and size in measured:
+                rows.append({**measured[size], 'size': size, 'entities': entities})
+                continue
             data = _generate(args.work_dir, size, entities, args.seed, 'jsonl')
             out = os.path.join(args.work_dir, 'out', f'sweep-{size}-{entities}')
             argv = ['-m', 'beam_pipelines.event_analytics', '--input', data, '--output_dir', out]
@@ -208,7 +292,35 @@ def _sweep(args) -> list[dict]:
     return rows
 
 
-def _print(results: list[dict], ratios: list[dict], sweep: list[dict], latency) -> None:
+def _print(results: list[dict], ratios: list[dict], sweep: list[dict], latency, sizes) -> None:
+    _print_results(results)
+    print(f'\n{"ratio (events/s, whole process)":<36} {"measured":>9} {"target":>8}')
+    for r in ratios:
+        mark = 'met' if r['met'] else 'NOT met'
+        print(f'{r["name"]:<36} {r["measured"]:>8.2f}x {r["target"]:>7.2f}x  {mark}')
+    if latency:
+        print(
+            f'\nstreaming (local continuous mode, 10k events/s): p50 {latency["p50_secs"]} s, '
+            f'p95 {latency["p95_secs"]} s (target p95 < 5 s)'
+        )
+    for row in sizes:
+        print(f'\n--- {row["size"]:,} events ---')
+        _print_results(row['results'])
+        for r in row['ratios']:
+            mark = 'met' if r['met'] else 'NOT met'
+            print(f'{r["name"]:<36} {r["measured"]:>8.2f}x {r["target"]:>7.2f}x  {mark}')
+    if sweep:
+        print(
+            f'\n{"size x entities":<26} {"events/s":>10} {"run-only ev/s":>14} {"peak RSS MB":>12}'
+        )
+        for r in sweep:
+            print(
+                f'{r["size"]:>11,} x {r["entities"]:>11,} {r["events_per_sec"]:>10,} '
+                f'{r["run_events_per_sec"] or 0:>14,} {r["peak_rss_mb"]:>12,}'
+            )
+
+
+def _print_results(results: list[dict]) -> None:
     print(
         f'\n{"case":<22} {"events":>11} {"seconds":>8} {"events/s":>10} {"run-only ev/s":>14} '
         f'{"peak RSS MB":>12}'
@@ -219,24 +331,6 @@ def _print(results: list[dict], ratios: list[dict], sweep: list[dict], latency) 
             f'{r["name"]:<22} {r["events"]:>11,} {r["seconds"]:>8.1f} {r["events_per_sec"]:>10,} '
             f'{run_only:>14} {r["peak_rss_mb"]:>12,}'
         )
-    print(f'\n{"ratio (events/s, whole process)":<36} {"measured":>9} {"target":>8}')
-    for r in ratios:
-        mark = 'met' if r['met'] else 'NOT met'
-        print(f'{r["name"]:<36} {r["measured"]:>8.2f}x {r["target"]:>7.2f}x  {mark}')
-    if latency:
-        print(
-            f'\nstreaming (local continuous mode, 10k events/s): p50 {latency["p50_secs"]} s, '
-            f'p95 {latency["p95_secs"]} s (target p95 < 5 s)'
-        )
-    if sweep:
-        print(
-            f'\n{"size x entities":<26} {"events/s":>10} {"run-only ev/s":>14} {"peak RSS MB":>12}'
-        )
-        for r in sweep:
-            print(
-                f'{r["size"]:>11,} x {r["entities"]:>11,} {r["events_per_sec"]:>10,} '
-                f'{r["run_events_per_sec"] or 0:>14,} {r["peak_rss_mb"]:>12,}'
-            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,45 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     args.cardinalities = args.cardinalities or [args.entities]
     os.makedirs(args.work_dir, exist_ok=True)
     out = os.path.join(args.work_dir, 'out')
+    results = _flagship_cases(args, args.events, args.entities, args.repeat)
     dirty = _generate(args.work_dir, args.events, args.entities, args.seed, 'jsonl')
-    clean = _generate(args.work_dir, args.events, args.entities, args.seed, 'jsonl', clean=True)
+    lines = _lines(dirty)
     parquet = _generate(args.work_dir, args.events, args.entities, args.seed, 'parquet')
-    lines, clean_lines = _lines(dirty), _lines(clean)
-    flagship = ['-m', 'beam_pipelines.event_analytics', '--no_report']
-    results = [
-        _median(
-            args.repeat,
-            'flagship',
-            [*flagship, '--input', dirty, '--output_dir', f'{out}/w1'],
-            lines,
-        ),
-        _median(
-            args.repeat,
-            'flagship_2_workers',
-            [
-                *flagship,
-                '--input',
-                dirty,
-                '--output_dir',
-                f'{out}/w2',
-                '--direct_num_workers=2',
-                '--direct_running_mode=multi_processing',
-            ],
-            lines,
-        ),
-        _median(
-            args.repeat,
-            'flagship_clean',
-            [*flagship, '--input', clean, '--output_dir', f'{out}/clean'],
-            clean_lines,
-        ),
+    results.append(
         _median(
             args.repeat,
             'flagship_parquet',
-            [*flagship, '--input', parquet, '--output_dir', f'{out}/parquet'],
+            [
+                *('-m', 'beam_pipelines.event_analytics', '--no_report'),
+                *('--input', parquet, '--output_dir', f'{out}/parquet'),
+            ],
             pq.ParquetFile(parquet).metadata.num_rows,
-        ),
-    ]
+        )
+    )
     services = _services()
     if args.sinks == 'on' or (args.sinks == 'auto' and services):
         results.append(_sinks_case(args, dirty, lines, f'{out}/sinks'))
@@ -322,61 +392,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline_events and args.baseline_events < lines
         else (dirty, lines)
     )
-    results += [
-        _run(
-            'per_element',
-            [
-                '-m',
-                'beam_pipelines.baselines.per_element',
-                '--input',
-                head,
-                '--output_dir',
-                f'{out}/per_element',
-                '--validation',
-                'light',
-            ],
-            head_lines,
-        ),
-        _median(
-            args.repeat,
-            'plain_script',
-            [
-                '-m',
-                'beam_pipelines.baselines.plain_script',
-                '--input',
-                dirty,
-                '--output_dir',
-                f'{out}/plain',
-            ],
-            lines,
-        ),
-        _median(
-            args.repeat,
-            'arrow_ceiling',
-            [
-                '-m',
-                'beam_pipelines.baselines.arrow_ceiling',
-                '--input',
-                clean,
-                '--output_dir',
-                f'{out}/arrow',
-            ],
-            clean_lines,
-        ),
-        _anomaly_case(args.anomaly_points),
-    ]
-    by_name = {r['name']: r for r in results}
-    ratios = [
-        {
-            'name': name,
-            'measured': round(by_name[a]['events_per_sec'] / by_name[b]['events_per_sec'], 2),
-            'target': target,
-            'met': by_name[a]['events_per_sec'] / by_name[b]['events_per_sec'] >= target,
-        }
-        for name, a, b, target in TARGETS
-        if a in by_name and b in by_name
-    ]
-    anomaly = by_name['anomaly_stage']['events_per_sec']
+    per_element = _run(
+        'per_element',
+        [
+            *('-m', 'beam_pipelines.baselines.per_element', '--input', head),
+            *('--output_dir', f'{out}/per_element', '--validation', 'light'),
+        ],
+        head_lines,
+    )
+    results += [per_element, _anomaly_case(args.anomaly_points)]
+    ratios = _ratios({r['name']: r for r in results})
+    anomaly = results[-1]['events_per_sec']
     ratios.append(
         {
             'name': 'anomaly stage, points/s per core',
@@ -388,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     wants_latency = args.latency == 'on' or (args.latency == 'auto' and services)
     latency = _latency_case() if wants_latency else None
-    sweep = _sweep(args) if args.sizes else []
+    sizes = _size_sweep(args, per_element) if args.sizes else []
+    sweep = _sweep(args, sizes) if args.sizes else []
     report = {
         'events': lines,
         'entities': args.entities,
@@ -396,11 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         'results': results,
         'ratios': ratios,
         'latency': latency,
+        'sizes': sizes,
         'sweep': sweep,
     }
     with open(os.path.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(report, f, indent=2)
-    _print(results, ratios, sweep, latency)
+    _print(results, ratios, sweep, latency, sizes)
     print(
         '\nseconds and events/s: the whole process (interpreter start-up and imports included), '
         f"median of {args.repeat} runs; run-only: the launcher's own timing of its run."

@@ -3,8 +3,10 @@
 Tables cross a shuffle as Arrow IPC bytes: no per-row pickling, and a format any runner's
 worker can decode. The IPC buffers are LZ4-compressed: events take about half the bytes (78 ->
 38 MB per million here) for ~0.1 s of CPU per million, and a runner that holds a shuffle in
-memory (the DirectRunner holds all of it) holds half as much. Both coders also answer ``estimate_size`` from the data's size instead of by
-encoding: Beam samples elements to size every PCollection, and by default it encodes (pickles)
+memory (the DirectRunner holds all of it) holds half as much.
+
+Both coders also answer ``estimate_size`` from the data's size instead of by encoding: Beam
+samples elements to size every PCollection, and by default it encodes (pickles)
 them to find out, which cost ~5% of the flagship's run time before this coder existed.
 Registered for their type hints, so transforms that declare ``with_output_types(pa.Table)`` or
 ``with_output_types(ParsedBatch)`` get them without further wiring.
