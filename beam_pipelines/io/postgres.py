@@ -14,6 +14,8 @@ messages: URLs are shown through :func:`redact`.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import io
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
@@ -191,6 +194,15 @@ class WriteToPostgres(beam.PTransform):
 
 
 class _WriteFn(beam.DoFn):
+    """COPY + upsert of each table, on a thread of its own: the database's work on one batch
+    overlaps the pipeline's work on the next (and the other sinks' writes), so on the
+    DirectRunner, where a stage runs on one thread, the server uses a core the pipeline does
+    not. At most ``_IN_FLIGHT`` batches wait; a bundle ends only when all its loads have, and a
+    load's error fails its bundle (which is retried: loads are idempotent). Loads of one
+    instance run in order, on one connection, as before."""
+
+    _IN_FLIGHT = 2
+
     def __init__(
         self, url, target: PostgresTarget, pipeline_name: str, retry: RetryPolicy, before_load
     ):
@@ -200,12 +212,17 @@ class _WriteFn(beam.DoFn):
         self._retry = retry
         self._before_load = before_load
         self._conn = None
+        self._pool = None
 
     def setup(self):
         self._rows = Metrics.counter(NAMESPACE, f'postgres_rows_{self._target.table}')
         self._retries = Metrics.counter(NAMESPACE, 'postgres_retries')
         self._latency = Metrics.distribution(NAMESPACE, 'postgres_write_ms')
         self._connect()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f'postgres-{self._target.table}'
+        )
+        self._pending: collections.deque = collections.deque()
 
     def _connect(self):
         self._close()
@@ -218,39 +235,61 @@ class _WriteFn(beam.DoFn):
             self._conn = None
 
     def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._close()
 
-    def process(self, table: pa.Table):
+    def start_bundle(self):
+        self._pending = collections.deque()  # a failed bundle's loads are not this one's
+
+    def process(self, table: pa.Table, window=beam.DoFn.WindowParam, at=beam.DoFn.TimestampParam):
         if table.num_rows == 0:
             return
         table = _last_per_key(table.select(list(self._target.columns)), self._target.key)
-        started = time.monotonic()
-        loaded, rejected = self._load_with_retries(table)
-        self._latency.update(int((time.monotonic() - started) * 1000))
+        self._pending.append((self._pool.submit(self._timed_load, table), window, at))
+        while len(self._pending) > self._IN_FLIGHT:
+            yield from self._outputs(*self._pending.popleft())
+
+    def finish_bundle(self):
+        while self._pending:
+            yield from self._outputs(*self._pending.popleft())
+
+    def _outputs(self, load, window, at):
+        """A finished load's outputs, in its element's window (they may leave with a later
+        element, or at the end of the bundle). Metrics are counted here: Beam's metrics count
+        only on the bundle's own thread."""
+        loaded, rejected, retries, millis = load.result()  # a failed load fails the bundle
+        self._retries.inc(retries)
+        self._latency.update(millis)
         self._rows.inc(loaded)
         for row, message in rejected:
-            yield pvalue.TaggedOutput(
-                DEAD_LETTER,
-                make_dead_letter(
-                    stage=Stage.SINK,
-                    error_type='postgres_rejected',
-                    error_message=_scrub(message, self._url),
-                    payload=orjson.dumps(row, default=str),
-                    source={'sink': 'postgres', 'table': self._target.table},
-                    pipeline=self._pipeline_name,
-                    event_time=_event_time(row),
-                ),
+            envelope = make_dead_letter(
+                stage=Stage.SINK,
+                error_type='postgres_rejected',
+                error_message=_scrub(message, self._url),
+                payload=orjson.dumps(row, default=str),
+                source={'sink': 'postgres', 'table': self._target.table},
+                pipeline=self._pipeline_name,
+                event_time=_event_time(row),
             )
+            yield pvalue.TaggedOutput(DEAD_LETTER, WindowedValue(envelope, at, (window,)))
         if loaded:
-            yield loaded
+            yield WindowedValue(loaded, at, (window,))
 
-    def _load_with_retries(self, table: pa.Table) -> tuple[int, list]:
+    def _timed_load(self, table: pa.Table) -> tuple[int, list, int, int]:
+        started = time.monotonic()
+        loaded, rejected, retries = self._load_with_retries(table)
+        return loaded, rejected, retries, int((time.monotonic() - started) * 1000)
+
+    def _load_with_retries(self, table: pa.Table) -> tuple[int, list, int]:
         delays = self._retry.delays()
+        retries = 0
         while True:
             try:
                 if self._conn is None or self._conn.closed:
                     self._connect()
-                return self._load(table)
+                return (*self._load(table), retries)
             except _TRANSIENT as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -258,7 +297,7 @@ class _WriteFn(beam.DoFn):
                         f'giving up on {self._target.table} after {self._retry.attempts} '
                         f'attempts: {_scrub(str(exc), self._url)}'
                     ) from None
-                self._retries.inc()
+                retries += 1
                 _LOGGER.warning(
                     'transient PostgreSQL error on %s, retrying in %.1f s: %s',
                     self._target.table,
