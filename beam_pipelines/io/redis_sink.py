@@ -17,6 +17,7 @@ retried by redis-py's own ``Retry`` with exponential backoff.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 
@@ -35,18 +36,38 @@ __all__ = ['RedisLayout', 'WriteToRedis']
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = 'beam_pipelines'
 
-# KEYS[1] = latest hash; ARGV[1] = window start (ms); ARGV[2] = TTL (s); ARGV[3..] = fields.
-_LATEST_LUA = """
+# Arguments that hold many values hold them newline-separated, as one argument: redis-py
+# encodes every argument of every command in Python, which, not Redis, was the sink's cost.
+# (No value contains a newline: window starts, numbers as text, JSON from orjson.)
+_SPLIT_LUA = """
+local function split(text)
+  local out = {}
+  for piece in string.gmatch(text, '[^\\n]+') do
+    out[#out + 1] = piece
+  end
+  return out
+end
+"""
+# KEYS[1] = latest hash; ARGV[1] = window start (ms); ARGV[2] = TTL (s); ARGV[3] = the fields,
+# name and value alternating (an empty value: null).
+_LATEST_LUA = (
+    _SPLIT_LUA
+    + """
 local current = redis.call('HGET', KEYS[1], 'window_start_ms')
 if (not current) or tonumber(current) <= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'window_start_ms', ARGV[1], unpack(ARGV, 3))
+  local fields = split(ARGV[3])
+  for i = 1, #fields, 2 do
+    if fields[i + 1] == '-' then fields[i + 1] = '' end
+  end
+  redis.call('HSET', KEYS[1], 'window_start_ms', ARGV[1], unpack(fields))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+)
 # KEYS[1] = series, KEYS[2] = series data; ARGV[1] = windows kept; ARGV[2] = TTL (s).
 # The oldest windows leave the sorted set and their data leaves the hash together.
-_TRIM_LUA = """
+_TRIM_BODY = """
 local old = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
 for i = 1, #old, 1000 do
   local chunk = {unpack(old, i, math.min(i + 999, #old))}
@@ -57,6 +78,29 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return #old
 """
+_TRIM_LUA = _TRIM_BODY
+# The windows of one key, then the trim: KEYS and ARGV[1..2] as above, ARGV[3] = window start
+# (ms) and window JSON alternating. Each window is added to the sorted set (scored by its start)
+# and its JSON to the hash: one call per key, where there were two commands per window and a
+# trim call per key.
+_SERIES_LUA = (
+    _SPLIT_LUA
+    + """
+local windows = split(ARGV[3])
+local zargs, hargs = {}, {}
+for i = 1, #windows, 2 do
+  zargs[#zargs + 1] = windows[i]
+  zargs[#zargs + 1] = windows[i]
+  hargs[#hargs + 1] = windows[i]
+  hargs[#hargs + 1] = windows[i + 1]
+end
+for i = 1, #zargs, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(zargs, i, math.min(i + 999, #zargs)))
+  redis.call('HSET', KEYS[2], unpack(hargs, i, math.min(i + 999, #hargs)))
+end
+"""
+    + _TRIM_BODY
+)
 # Panes (streaming and incremental runs). One call per window row:
 # KEYS[1] = series, KEYS[2] = series data, KEYS[3] = latest hash;
 # ARGV[1] = window start (ms), ARGV[2] = the pane as JSON (stats, pane_index, window_end_ms),
@@ -224,6 +268,7 @@ class _WriteAggregatesFn(beam.DoFn):
         )
         self._latest = self._client.register_script(_LATEST_LUA)
         self._trim_script = self._client.register_script(_TRIM_LUA)
+        self._series_script = self._client.register_script(_SERIES_LUA)
         self._pane_script = self._client.register_script(_PANE_LUA)
         self._ops = Metrics.counter(NAMESPACE, 'redis_commands')
         self._latency = Metrics.distribution(NAMESPACE, 'redis_write_ms')
@@ -246,31 +291,34 @@ class _WriteAggregatesFn(beam.DoFn):
         yield sent
 
     def _write_series(self, table: pa.Table) -> int:
-        """One ``ZADD`` and one ``HSET`` per (entity, type) with all its windows of the batch,
-        rather than two commands per window: the commands, not Redis, were the cost (a batch
-        holds several windows of most keys)."""
+        """One script call per (entity, type) with all its windows of the batch (see
+        ``_SERIES_LUA``)."""
         lay = self._layout
-        grouped: dict[tuple[str, str], tuple[dict, dict]] = {}
-        for row in _rows(table):
-            start_ms = row['start_ms']
-            scores, data = grouped.setdefault((row['entity_id'], row['event_type']), ({}, {}))
-            scores[start_ms] = start_ms
-            data[start_ms] = orjson.dumps(row['stats'])
-        sent = 0
+        order = pc.sort_indices(
+            table, sort_keys=[('entity_id', 'ascending'), ('event_type', 'ascending')]
+        )
+        table = table.take(order)
+        starts_ms = table.column('window_start').cast(pa.int64()).to_numpy() // 1000
+        starts = pa.array(starts_ms).cast(pa.string())
+        windows = [orjson.dumps(stats) for stats in table.select(list(_STATS)).to_pylist()]
+        args = [None] * (2 * table.num_rows)  # start, JSON, start, JSON, ...
+        args[0::2] = starts.cast(pa.binary()).to_pylist()
+        args[1::2] = windows
+        entities = table.column('entity_id').to_pylist()
+        types = table.column('event_type').to_pylist()
+        bounds = _group_bounds(table)
         pipe = self._client.pipeline(transaction=False)
-        touched = set()
-        for i, ((entity, etype), (scores, data)) in enumerate(grouped.items(), 1):
-            pipe.zadd(lay.series(entity, etype), scores)
-            pipe.hset(lay.series_data(entity, etype), mapping=data)
-            touched.add((entity, etype))
-            sent += 2
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds), 1):
+            entity, etype = entities[lo], types[lo]
+            self._series_script(
+                keys=[lay.series(entity, etype), lay.series_data(entity, etype)],
+                args=[lay.series_length, lay.ttl_secs, b'\n'.join(args[2 * lo : 2 * hi])],
+                client=pipe,
+            )
             if i % lay.chunk == 0:
-                sent += self._trim(pipe, touched)
                 pipe.execute()
-                touched.clear()
-        sent += self._trim(pipe, touched)
         pipe.execute()
-        return sent
+        return len(bounds) - 1
 
     def _write_panes(self, table: pa.Table) -> int:
         lay = self._layout
@@ -318,11 +366,13 @@ class _WriteAggregatesFn(beam.DoFn):
         for i, row in enumerate(_rows(table), 1):
             fields = []
             for name, value in row['stats'].items():
-                fields += [name, '' if value is None else value]
-            fields += ['window_end_ms', row['end_ms']]
+                # '-' stands for null (an empty piece would vanish in the split); numbers as
+                # redis-py would send them: repr.
+                fields += [name, '-' if value is None else repr(value)]
+            fields += ['window_end_ms', str(row['end_ms'])]
             self._latest(
                 keys=[lay.latest(row['entity_id'], row['event_type'])],
-                args=[row['start_ms'], lay.ttl_secs, *fields],
+                args=[row['start_ms'], lay.ttl_secs, '\n'.join(fields)],
                 client=pipe,
             )
             sent += 1
@@ -330,6 +380,19 @@ class _WriteAggregatesFn(beam.DoFn):
                 pipe.execute()
         pipe.execute()
         return sent
+
+
+def _group_bounds(table: pa.Table) -> list[int]:
+    """Where each (entity_id, event_type) run of a key-sorted table starts, and its end."""
+    n = table.num_rows
+    changed = np.zeros(n, dtype=bool)
+    for name in ('entity_id', 'event_type'):
+        column = table.column(name).combine_chunks()
+        changed[1:] |= np.asarray(
+            pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True),
+            dtype=bool,
+        )
+    return [0, *np.flatnonzero(changed).tolist(), n] if n else [0]
 
 
 def _latest_per_key(table: pa.Table) -> pa.Table:

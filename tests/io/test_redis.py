@@ -152,7 +152,8 @@ def test_flagship_writes_every_key(tmp_path, client, prefix):
     members = sum(client.zcard(k) for k in client.scan_iter(f'{prefix}series:*'))
     assert members == agg.num_rows
     # At least a series write (ZADD, HSET), a trim and a latest write per key.
-    assert summary['counts']['redis_commands'] >= 4 * len(keys)
+    # Per key: one series call (windows added, series trimmed) and one latest call.
+    assert summary['counts']['redis_commands'] >= 2 * len(keys)
 
 
 def test_failed_attempts_are_counted_and_retried():
