@@ -29,8 +29,8 @@ from beam_pipelines.schema import EventSchema
 __all__ = ['read_json_block', 'render_attributes']
 
 _OPEN_BRACE = ord('{')
-# pyarrow's reader splits a block into chunks of this size; an object straddling two chunks is
-# refused, so a chunk must hold any line we expect (a longer one sends the block line by line).
+# pyarrow's reader parses a block in chunks of this size, cut at newlines (a longer line is
+# still read whole: tests/columnar/test_json_block.py).
 _CHUNK_BYTES = 1 << 22
 # JSON types each field kind accepts as it is; cleansing converts the rest (strings) in bulk.
 _NUMERIC = ('int', 'float', 'timestamp')

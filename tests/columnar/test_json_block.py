@@ -133,3 +133,16 @@ def test_a_block_gives_what_the_lines_give(schema, lines):
 
 def _timeless(dead: list[dict]) -> list[dict]:
     return [{k: v for k, v in d.items() if k != 'processing_time'} for d in dead]
+
+
+def test_crlf_lines_and_a_line_longer_than_a_chunk_give_what_the_lines_give(schema):
+    crlf = [orjson.dumps(r) + b'\r' for r in CLEAN]
+    long = orjson.dumps({**CLEAN[0], 'event_id': 'long', 'note': 'x' * (5 << 20)})
+    for lines in (crlf, [*crlf[:2], long]):
+        by_lines = run_columnar(lines, schema)
+        by_block = run_columnar(lines, schema, as_block=True)
+        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
+        assert _timeless(by_block[1]) == _timeless(by_lines[1])
+    assert read_json_block(*_block(crlf), schema) is not None  # '\r' is JSON whitespace
+    # A line longer than a chunk: pyarrow takes it too, and the result is the same.
+    assert read_json_block(*_block([*crlf[:2], long]), schema) is not None
