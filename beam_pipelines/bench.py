@@ -91,7 +91,12 @@ def _run(name: str, argv: list[str], events: int) -> dict:
 
 def _median(repeat: int, name: str, argv: list[str], events: int) -> dict:
     """Runs ``repeat`` times and keeps the median run (timings vary run to run on shared VMs)."""
-    runs = sorted((_run(name, argv, events) for _ in range(repeat)), key=_seconds)
+    return _median_of(repeat, lambda: _run(name, argv, events))
+
+
+def _median_of(repeat: int, measure) -> dict:
+    """The median of ``repeat`` calls of ``measure()`` by seconds, with every run's seconds."""
+    runs = sorted((measure() for _ in range(repeat)), key=lambda r: r['seconds'])
     median = runs[len(runs) // 2]
     median['all_seconds'] = [r['seconds'] for r in runs]
     return median
@@ -143,14 +148,7 @@ def _services() -> bool:
 def _sinks_case(args, data: str, lines: int, out: str) -> dict:
     """The flagship with both sinks, each run loading an empty schema and key prefix (a first
     load; a re-run of the same input, which updates every row, is slower)."""
-    runs = sorted((_sinks_run(data, lines, out) for _ in range(args.repeat)), key=_seconds)
-    median = runs[len(runs) // 2]
-    median['all_seconds'] = [r['seconds'] for r in runs]
-    return median
-
-
-def _seconds(result: dict) -> float:
-    return result['seconds']
+    return _median_of(args.repeat, lambda: _sinks_run(data, lines, out))
 
 
 def _sinks_run(data: str, lines: int, out: str) -> dict:

@@ -26,7 +26,7 @@ import pyarrow.json as pajson
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 
-__all__ = ['read_json_block', 'render_attributes']
+__all__ = ['dump_present', 'read_json_block', 'render_attributes']
 
 _OPEN_BRACE = ord('{')
 # pyarrow's reader parses a block in chunks of this size, cut at newlines (a longer line is
@@ -144,19 +144,21 @@ def render_attributes(extras: pa.Table) -> pa.Array:
         rendered = pc.binary_join_element_wise('{', joined, '}', '')
     if by_row.any():
         rows = np.flatnonzero(by_row)
-        dumped = [_dump(r) for r in extras.take(pa.array(rows)).to_pylist()]
+        dumped = [dump_present(r) for r in extras.take(pa.array(rows)).to_pylist()]
         values = rendered.to_pylist()
         for i, text in zip(rows.tolist(), dumped):
-            values[i] = text
+            values[i] = None if text is None else text.decode()
         rendered = pa.array(values, pa.string())
     return rendered
 
 
-def _dump(row: dict) -> str | None:
-    present = {k: v for k, v in row.items() if v is not None}
+def dump_present(fields: dict) -> bytes | None:
+    """Extra fields as one JSON object, keys sorted, null values left out (None if none is
+    left): the rendering of ``attributes`` on every path."""
+    present = {k: v for k, v in fields.items() if v is not None}
     if not present:
         return None
-    return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS)
 
 
 def _mask(bools: pa.Array) -> np.ndarray:

@@ -30,6 +30,7 @@ from beam_pipelines.columnar.batch import BlockLines
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.batch import RowErrors
+from beam_pipelines.columnar.json_block import dump_present
 from beam_pipelines.columnar.json_block import read_json_block
 from beam_pipelines.columnar.json_block import render_attributes
 from beam_pipelines.dead_letter import Stage
@@ -185,7 +186,7 @@ def _decode_json_lines(lines: list[bytes], schema: EventSchema):
         for column, name in zip(columns, names):
             column.extend([r.pop(name, None) for r in records])
         if attributes is not None:
-            attributes.extend([_dump_present(r) if r else None for r in records])
+            attributes.extend([dump_present(r) if r else None for r in records])
     return columns, attributes, bad
 
 
@@ -203,16 +204,9 @@ def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
     return [
         None
         if len(r) <= n_known and r.keys() <= known
-        else _dump_present({k: r[k] for k in r.keys() - known})
+        else dump_present({k: r[k] for k in r.keys() - known})
         for r in records
     ]
-
-
-def _dump_present(fields: dict) -> bytes | None:
-    present = {k: v for k, v in fields.items() if v is not None}
-    if not present:
-        return None
-    return orjson.dumps(present, default=str, option=orjson.OPT_SORT_KEYS)
 
 
 def _json_failures(
