@@ -50,7 +50,7 @@ bench-sweep: $(STAMP)
 
 # The anomaly stage alone: points scored per second on one core.
 bench-anomaly: $(STAMP)
-	$(BIN)/python -m beam_pipelines.bench_anomaly --points 200000 --keys 1000
+	$(BIN)/python -m beam_pipelines.bench_anomaly --points 200000 --keys 50
 
 # Needs PostgreSQL and Redis (PG*/REDIS_URL as in the README).
 bench-sinks: $(STAMP)

@@ -20,7 +20,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from beam_pipelines.anomaly.detectors import FEW_POINTS
 from beam_pipelines.anomaly.model import KeyModel
+from beam_pipelines.anomaly.model import Scored
+from beam_pipelines.anomaly.model import ScoredBatch
 from beam_pipelines.anomaly.spec import AnomalySpec
 from beam_pipelines.columnar.ordering import NO_TIME
 from beam_pipelines.columnar.ordering import EventTimeBuffer
@@ -127,39 +130,58 @@ class ShardModels(JobSpecState):
         return len(idle)
 
     def _score(self, rows: pa.Table) -> pa.Table:
+        """Scores rows sorted by key then time: each key's run of rows in one batch."""
         keys = key_tuples(rows, self.keys)
-        times = micros(rows.column(self.time))
-        values = rows.column(self.value).to_pylist()
-        out = {c: [] for c in ('score', 'label', 'detector', 'raw', 'stats')}
-        for key, t_us, value in zip(keys, times.tolist(), values, strict=True):
-            model = self.models.get(key)
+        seconds = micros(rows.column(self.time)) / _US
+        values = rows.column(self.value).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        out = _Columns()
+        starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+        for start, stop in zip(starts, [*starts[1:], len(keys)], strict=True):
+            model = self.models.get(keys[start])
             if model is None:
-                model = self.models[key] = self.new_model()
-            v = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-            scored = model.update(t_us / _US, None if v is None else float(v))
-            out['score'].append(scored.score)
-            out['label'].append(scored.label)
-            out['detector'].append(scored.detector)
-            out['raw'].append(scored.raw)
-            out['stats'].append(orjson.dumps(scored.stats).decode() if scored.stats else None)
+                model = self.models[keys[start]] = self.new_model()
+            if stop - start > FEW_POINTS:
+                out.add_batch(model.update_many(seconds[start:stop], values[start:stop]))
+                continue
+            for t, v in zip(seconds[start:stop].tolist(), values[start:stop].tolist()):
+                out.add(model.update(t, v))  # a streaming release: few points per key
         columns = {k: rows.column(k).cast(pa.string()) for k in self.keys}
         columns.update(
             event_time=rows.column(self.time).cast(TIMESTAMP_TYPE),
             value=rows.column(self.value).cast(pa.float64()),
-            anomaly_score=pa.array(out['score'], pa.float64()),
-            is_anomaly=pa.array(out['label'], pa.bool_()),
-            detector=pa.array(out['detector'], pa.string()),
-            raw_score=pa.array(_finite(out['raw']), pa.float64()),
-            statistics=pa.array(out['stats'], pa.string()),
+            anomaly_score=pa.array(out.score, pa.float64()),
+            is_anomaly=pa.array(out.label, pa.bool_()),
+            detector=pa.array(out.detector, pa.string()),
+            raw_score=pa.array(out.raw, pa.float64()),
+            statistics=pa.array(out.statistics, pa.string()),
         )
         return pa.table(columns, schema=score_schema(self.keys))
+
+
+class _Columns:
+    """The scored columns, gathered from single verdicts and from batches."""
+
+    def __init__(self):
+        self.score, self.label, self.detector, self.raw, self.statistics = [], [], [], [], []
+
+    def add(self, scored: Scored) -> None:
+        self.score.append(scored.score)
+        self.label.append(scored.label)
+        self.detector.append(scored.detector)
+        raw = scored.raw
+        self.raw.append(None if raw is None or math.isinf(raw) else raw)
+        self.statistics.append(orjson.dumps(scored.stats).decode() if scored.stats else None)
+
+    def add_batch(self, scored: ScoredBatch) -> None:
+        self.score += scored.score.tolist()
+        self.label += scored.labels()
+        self.detector += scored.detectors()
+        # A raw statistic is null without a verdict, and where it is infinite.
+        self.raw += [None if math.isinf(r) or r != r else r for r in scored.raw().tolist()]
+        self.statistics += scored.statistics()
 
 
 def _last_us(model: KeyModel | None) -> int:
     if model is None or model.last_time is None:
         return NO_TIME
     return round(model.last_time * _US)
-
-
-def _finite(values):
-    return [None if v is None or math.isinf(v) else v for v in values]

@@ -173,3 +173,75 @@ def test_the_threshold_defaults_by_calibration():
         == 0.5
     )
     assert parse_spec({'detectors': [{'kind': 'zscore'}]}).threshold == 0.78
+
+
+def test_rank_calibration_scores_a_batch_as_its_values_one_at_a_time():
+    rng = np.random.default_rng(11)
+    raws = rng.exponential(1.0, 2_500)
+    raws[::89] = math.inf  # departures from a flat stretch
+    for history, min_history in ((8000, 200), (50, 1), (3, 2), (2, 1)):
+        one, batched = RankCalibration(history, min_history), RankCalibration(history, min_history)
+        expected = []
+        for raw in raws:
+            s = one.score(raw)
+            one.push(raw)
+            expected.append(math.nan if s is None else s)
+        got = np.concatenate(
+            [batched.score_many(part) for part in np.split(raws, [700, 701, 1900])]
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+@pytest.mark.parametrize('aggregation', ['max', 'mean', 'majority', 'any', 'all'])
+@pytest.mark.parametrize('calibration', ['rank', 'fixed'])
+def test_a_batch_of_points_scores_as_its_points_one_at_a_time(aggregation, calibration):
+    rng = np.random.default_rng(4)
+    values = rng.normal(10, 1, 900)
+    values[rng.random(900) < 0.02] = 40.0  # bursts: refractory periods, across batch edges too
+    values[rng.random(900) < 0.02] = np.nan  # missing values
+    times = np.arange(900) * 60.0
+    the_spec = parse_spec(
+        {
+            'warmup': 20,
+            'detectors': [
+                {'kind': 'zscore', 'window': 30},
+                {'kind': 'robust_zscore', 'window': 20},
+                {'kind': 'zscore', 'window': 10, 'seasonal_period_secs': 600},
+            ],
+            'calibration': {'kind': calibration, 'history': 300},
+            'ensemble': {'aggregation': aggregation},
+            'refractory_points': 7,
+            'refractory_level': 0.6,
+        }
+    )
+    one = KeyModel(the_spec)
+    singles = [
+        one.update(t, None if math.isnan(v) else v)
+        for t, v in zip(times.tolist(), values.tolist(), strict=True)
+    ]
+    batched = KeyModel(the_spec)
+    got = []
+    for t, v in zip(np.split(times, [5, 250, 251, 600]), np.split(values, [5, 250, 251, 600])):
+        scored = batched.update_many(t, v)
+        got += [scored.at(i) for i in range(len(v))]
+    assert any(s.refractory for s in singles) and any(s.label for s in singles)
+    for a, b in zip(singles, got, strict=True):
+        assert (a.label, a.detector, a.refractory) == (b.label, b.detector, b.refractory)
+        assert a.score == pytest.approx(b.score, rel=1e-9)
+
+
+def test_a_model_pickled_between_batches_scores_on_as_if_it_had_not_been():
+    import pickle
+
+    rng = np.random.default_rng(8)
+    values = rng.normal(10, 1, 700)
+    times = np.arange(700) * 60.0
+    kept = KeyModel(DEFAULT_SPEC)
+    kept.update_many(times[:400], values[:400])
+    restored = pickle.loads(pickle.dumps(kept))  # as Beam state stores it
+    a = kept.update_many(times[400:], values[400:])
+    b = restored.update_many(times[400:], values[400:])
+    np.testing.assert_array_equal(a.score, b.score)
+    assert a.statistics() == b.statistics()
+    # The state is what the windows need, not the history of everything seen.
+    assert len(pickle.dumps(restored)) < 150_000

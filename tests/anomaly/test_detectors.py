@@ -1,4 +1,5 @@
-"""Detectors against numpy/scipy reference statistics on random series, point by point."""
+"""Detectors against numpy/scipy reference statistics on random series, point by point and in
+batches (a batch must give what its points give one at a time)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import math
 import numpy as np
 import pytest
 from apache_beam.ml.anomaly.univariate.stdev import IncSlidingStdevTracker
+from apache_beam.ml.anomaly.univariate.stdev import SimpleSlidingStdevTracker
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from beam_pipelines.anomaly.detectors import Detector
 from beam_pipelines.anomaly.detectors import DetectorConfig
-from beam_pipelines.anomaly.detectors import SeasonalLag
 from beam_pipelines.anomaly.detectors import SlidingMadTracker
-from beam_pipelines.anomaly.detectors import SlidingStdevTracker
+from beam_pipelines.anomaly.windows import SeasonalLag
+from beam_pipelines.anomaly.windows import SlidingWindow
+from beam_pipelines.anomaly.windows import sliding_mean_std
 
 W = 50
 
@@ -85,24 +91,77 @@ def test_relative_change_against_the_recent_mean(series):
 
 def test_the_sliding_stddev_does_not_drift_where_beams_does():
     rng = np.random.default_rng(7)
-    x = np.concatenate([rng.normal(1e6, 1.0, 20_000), np.full(500, 1e6)])
-    ours, beams = SlidingStdevTracker(100), IncSlidingStdevTracker(100)
-    broke = False
-    for v in x:
-        ours.push(float(v))
+    x = np.concatenate([rng.normal(1e6, 1.0, 20_000), np.full(500, 1e6), rng.normal(5, 2, 150)])
+    mean, std = sliding_mean_std(np.empty(0), x, 100)
+    assert std[20_100:20_500] == pytest.approx(0.0, abs=1e-6)  # the flat stretch, exactly
+    assert mean[20_100:20_500] == pytest.approx(1e6)
+    assert std[-1] == pytest.approx(x[-101:-1].std(ddof=1), rel=1e-9)
+    # Why Beam's incremental tracker is not used: it failed or drifted on the same stream.
+    beams, broke = IncSlidingStdevTracker(100), False
+    for v in x[:-1]:
         beams.push(float(v))
         try:
             beams.get()
         except ValueError:  # Beam's M2 went negative: math domain error
             broke = True
-    assert ours.get() == pytest.approx(0.0, abs=1e-6)  # the flat stretch, exactly
-    assert ours.get_mean() == pytest.approx(1e6)
-    for v in rng.normal(5.0, 2.0, 150):
-        ours.push(float(v))
-    recent = np.array(list(ours._queue))
-    assert ours.get() == pytest.approx(recent.std(ddof=1), rel=1e-9)
-    # Why the extension exists: Beam's own tracker failed or drifted on the same stream.
-    assert broke or abs(beams.get() - recent.std(ddof=1)) > 1e-6 * recent.std(ddof=1)
+    assert broke or abs(beams.get() - std[-1]) > 1e-6 * std[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=120),
+    st.integers(1, 30),
+    st.lists(st.integers(0, 120), max_size=4),
+)
+def test_sliding_stats_are_beams_simple_trackers_in_any_batches(values, window, cuts):
+    x = np.array(values)
+    mean = SimpleSlidingStdevTracker(window)  # np.nanvar of the window, recomputed each time
+    expected_mean, expected_std = [], []
+    for v in x:
+        expected_mean.append(np.mean(mean._queue) if len(mean._queue) else np.nan)
+        expected_std.append(mean.get())
+        mean.push(float(v))
+    got_mean, got_std, tracker = [], [], SlidingWindow(window)
+    for part in np.split(x, sorted(c for c in cuts if c < len(x))):
+        m, s = tracker.judge(part)
+        got_mean.append(m)
+        got_std.append(s)
+    np.testing.assert_allclose(np.concatenate(got_mean), expected_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.concatenate(got_std), expected_std, rtol=1e-7, atol=1e-7)
+
+
+_SERIES_KINDS = [
+    dict(kind='zscore', window=7),
+    dict(kind='relative_change', window=5),
+    dict(kind='robust_zscore', window=6),
+    dict(kind='iqr', window=8),
+    dict(kind='zscore', window=5, seasonal_period_secs=10.0),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(_SERIES_KINDS),
+    st.lists(st.one_of(st.none(), st.sampled_from([1.0, 2.0]), st.floats(-50, 50)), max_size=80),
+    st.lists(st.integers(0, 80), max_size=4),
+)
+def test_a_batch_gives_what_its_points_give_one_at_a_time(config, values, cuts):
+    times = np.arange(len(values)) * 1.0
+    x = np.array([np.nan if v is None else v for v in values])
+    one = Detector(DetectorConfig(**config, warmup=3))
+    singles = [one.update(t, v) for t, v in zip(times.tolist(), values, strict=True)]
+    batched = Detector(DetectorConfig(**config, warmup=3))
+    cuts = sorted(c for c in cuts if c < len(values))
+    got = []
+    for t, v in zip(np.split(times, cuts), np.split(x, cuts), strict=True):
+        verdicts = batched.update_many(t, v)
+        got += [verdicts.at(i) for i in range(len(v))]
+    assert batched.seen == one.seen
+    for a, b in zip(singles, got, strict=True):
+        assert a.label == b.label
+        assert a.score == pytest.approx(b.score, rel=1e-9, abs=1e-12)
+        known = {k: v for k, v in a.stats.items() if v is not None}  # a missing value: none
+        assert known == pytest.approx({k: v for k, v in b.stats.items() if v is not None})
 
 
 def test_the_sliding_mad_tracker_is_exact():
@@ -140,11 +199,12 @@ def test_seasonal_detectors_score_the_change_against_one_period_ago():
 
 def test_seasonal_lag_tolerates_jitter_and_refuses_gaps():
     lag = SeasonalLag(100.0)
-    for t in (0.0, 10.0, 20.0, 30.0):
-        lag.push(t, t * 2)
-    assert lag.lag(110.5) == 20.0  # nearest to 10.5
-    assert lag.lag(121.0) == 40.0  # nearest to 21
-    assert lag.lag(200.0) is None  # nothing within 2 s of 100
+    assert np.isnan(lag.lags(np.array([0.0, 10.0, 14.0, 30.0]), np.array([0.0, 20, 28, 60]))).all()
+    got = lag.lags(np.array([110.5, 112.0, 131.0, 200.0]), np.array([1.0, 2, 3, 4]))
+    # Nearest to 10.5: 10; to 12: a tie, the earlier; to 31: 30; nothing within 2 s of 100.
+    np.testing.assert_array_equal(got, [20.0, 20.0, 60.0, np.nan])
+    # A point's lag may be a point of the same batch; never the point itself.
+    np.testing.assert_array_equal(lag.lags(np.array([300.0]), np.array([9.0])), [4.0])
 
 
 @pytest.mark.parametrize(
