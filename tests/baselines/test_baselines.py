@@ -79,7 +79,11 @@ def test_the_arrow_ceiling_aggregates_clean_input_as_the_flagship_does(tmp_path)
     assert _close(_windows(ceiling, 'event_id_count'), expected)
 
 
-def test_the_anomaly_stage_bench_scores_every_point():
+def test_the_anomaly_stage_bench_scores_every_point_in_both_shapes_alike():
     result = measure(points=12_000, keys=4)
-    assert result['points'] == 12_000 and result['points_per_sec_per_core'] > 0
-    assert result['anomalies'] >= 1  # the injected spikes, once the detectors have warmed up
+    assert result['points'] == 12_000
+    batch, streaming = result['batch'], result['streaming']
+    assert batch['points_per_sec_per_core'] > 0 and streaming['points_per_sec_per_core'] > 0
+    assert batch['anomalies'] >= 1  # the injected spikes, once the detectors have warmed up
+    # One batch per key or one point per key per release: the same verdicts.
+    assert batch['anomalies'] == streaming['anomalies']
