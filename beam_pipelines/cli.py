@@ -131,16 +131,18 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
     except Exception as exc:
         if debug:
             raise
-        message = str(exc).strip().splitlines()
-        last = message[-1] if message else type(exc).__name__
+        # The whole message on one line: drivers' messages end with a line of their own
+        # ("... [while running 'Step']") and a last line alone can be empty of the cause.
+        message = ' '.join(str(exc).split())[:_MAX_MESSAGE] or type(exc).__name__
         print(
-            f'{prog}: error: pipeline failed: {type(exc).__name__}: {last}\n'
+            f'{prog}: error: pipeline failed: {type(exc).__name__}: {message}\n'
             f'(set BEAM_PIPELINES_DEBUG=1 for the traceback)',
             file=sys.stderr,
         )
         return EXIT_FAILED
 
 
+_MAX_MESSAGE = 1000
 _UNITS = {'ms': 0.001, 's': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
 
 

@@ -31,6 +31,7 @@ from beam_pipelines.observability.prometheus import RunMetrics
 from beam_pipelines.observability.report import REPORT_FILE
 from beam_pipelines.observability.report import write_report
 from beam_pipelines.options import ObservabilityOptions
+from beam_pipelines.throttling import RetryPolicy
 
 if TYPE_CHECKING:
     from beam_pipelines.event_analytics.lineage_step import RunLineage
@@ -63,11 +64,25 @@ def prepare_warehouse(config: Config) -> None:
         )
 
 
+def _connect_with_retries(url: str):
+    """A connection, retried with the sinks' backoff: a database that is restarting ("the
+    database system is starting up") is not a reason to fail the run at its start."""
+    delays = RetryPolicy().delays()
+    while True:
+        try:
+            return connect(url)
+        except psycopg2.OperationalError:
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
 def _migrated(url: str, schema: str, flag: str):
     """Migrates ``schema``; returns its tombstones."""
     try:
         ident(schema)
-        conn = connect(url)
+        conn = _connect_with_retries(url)
     except (psycopg2.Error, ValueError) as exc:
         raise cli.UsageError(f'{flag} {redact(url)}: {str(exc).strip()}') from None
     try:
@@ -230,6 +245,18 @@ def _run_once(run_pipeline, config: Config, observers: _Observers, started=None)
     return status
 
 
+def _redis_run_id(config: Config) -> str | None:
+    """The Redis server's run id, to tell a restart during the run (batch runs to Redis)."""
+    if config.redis_url is None or config.unbounded:
+        return None
+    from beam_pipelines.io.redis_sink import server_run_id
+
+    try:
+        return server_run_id(config.redis_url)
+    except Exception:  # unreachable: before the run, the sink's retries and errors will tell
+        return None
+
+
 def _report(config: Config) -> None:
     try:
         path = write_report(config.output_dir)
@@ -241,6 +268,7 @@ def _report(config: Config) -> None:
 
 def _run_and_report(run_pipeline, config: Config, started: float):
     """(exit status, the pipeline result, the run summary)."""
+    redis_before = _redis_run_id(config)
     result = run_pipeline()
     if config.unbounded:
         print(f'{PIPELINE_NAME}: streaming job submitted ({config.input}); metrics are its counts')
@@ -260,6 +288,14 @@ def _run_and_report(run_pipeline, config: Config, started: float):
     print(format_summary(summary, seconds), flush=True)
     if config.report:
         _report(config)
+    if redis_before is not None and _redis_run_id(config) != redis_before:
+        print(
+            f'{PIPELINE_NAME}: error: Redis ({redact(config.redis_url)}) restarted or went '
+            'away during the run, so what the run wrote to it may be gone; run again to write '
+            'it all (the writes are idempotent)',
+            file=sys.stderr,
+        )
+        return cli.EXIT_FAILED, result, summary
     if not summary['balanced']:
         print(
             f'{PIPELINE_NAME}: error: records unaccounted for: {summary["unaccounted"]}',

@@ -218,7 +218,8 @@ class _WriteFn(beam.DoFn):
         self._rows = Metrics.counter(NAMESPACE, f'postgres_rows_{self._target.table}')
         self._retries = Metrics.counter(NAMESPACE, 'postgres_retries')
         self._latency = Metrics.distribution(NAMESPACE, 'postgres_write_ms')
-        self._connect()
+        # No connection yet: the first load opens it, inside the retries (a worker set up
+        # while the database restarts would otherwise fail its bundle at once).
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f'postgres-{self._target.table}'
         )

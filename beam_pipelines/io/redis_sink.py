@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-__all__ = ['RedisLayout', 'WriteToRedis']
+__all__ = ['RedisLayout', 'WriteToRedis', 'server_run_id']
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = 'beam_pipelines'
@@ -174,6 +174,21 @@ return 1
 """
 _STATS = ('count', 'value_count', 'sum', 'min', 'max', 'mean', 'stddev', 'p50', 'p95')
 _PANE = ('pane_timing', 'pane_index', 'is_final')
+
+
+def server_run_id(url: str) -> str:
+    """The Redis server's ``run_id``: random per server start. A run that sees it change has
+    written to a server that restarted meanwhile; a server that keeps nothing on disk (as
+    a cache often does) then lost what the run wrote before the restart.
+
+    Raises:
+        redis.RedisError: the server cannot be reached.
+    """
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        return str(client.info('server')['run_id'])
+    finally:
+        client.close()
 
 
 @dataclasses.dataclass(frozen=True)

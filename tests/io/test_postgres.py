@@ -132,8 +132,11 @@ def test_lost_connection_is_retried(pg_url, pg_schema):
     fn = _WriteFn(pg_url, target, 'test', RetryPolicy(attempts=3, initial_delay_secs=0.05), None)
     fn.setup()
     try:
-        pid = fn._conn.get_backend_pid()
-        query(pg_url, f'SELECT pg_terminate_backend({pid})')
+        assert fn._conn is None  # opened by the first load, inside the retries
+        fn.start_bundle()
+        first = pa.table({'id': ['r0'], 'value': [0.0], 'note': ['n']})
+        [*fn.process(first, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
+        query(pg_url, f'SELECT pg_terminate_backend({fn._conn.get_backend_pid()})')
         fn.start_bundle()
         table = pa.table({'id': ['r1'], 'value': [1.0], 'note': ['n']})
         out = [*fn.process(table, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
@@ -141,7 +144,22 @@ def test_lost_connection_is_retried(pg_url, pg_schema):
         fn.teardown()
     # The load runs on the sink's own thread; its output leaves with the bundle's end.
     assert [(o.value, o.windows) for o in out] == [(1, (GlobalWindow(),))]
-    assert query(pg_url, f'SELECT count(*) FROM "{pg_schema}".readings') == [(1,)]
+    assert query(pg_url, f'SELECT count(*) FROM "{pg_schema}".readings') == [(2,)]
+
+
+def test_a_database_down_at_setup_fails_the_load_after_the_retries_not_the_setup(pg_schema):
+    target = PostgresTarget('readings', ('id', 'value', 'note'), ('id',), schema=pg_schema)
+    url = 'postgresql://nobody:secret-pw@127.0.0.1:1/none'  # nothing listens on port 1
+    fn = _WriteFn(url, target, 'test', RetryPolicy(attempts=2, initial_delay_secs=0.01), None)
+    fn.setup()  # a worker set up while the database is away: no error yet
+    try:
+        fn.start_bundle()
+        table = pa.table({'id': ['r1'], 'value': [1.0], 'note': ['n']})
+        with pytest.raises(psycopg2.OperationalError, match='giving up on readings after 2') as e:
+            [*fn.process(table, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
+        assert 'secret-pw' not in str(e.value)
+    finally:
+        fn.teardown()
 
 
 def test_flagship_loads_the_warehouse_idempotently_without_leaking_credentials(
