@@ -10,6 +10,7 @@ PYTEST_WORKERS ?= 2
 POSTGRES_URL ?= postgresql://
 
 .PHONY: install run test lint format bench bench-sweep bench-anomaly bench-sinks bench-latency bench-ingest bench-nab migrate sample clean \
+	chaos audit fuzz \
 	lock lock-check flex-metadata flex-template schedules flink-up flink-submit flink-down
 
 $(STAMP): setup.py pyproject.toml
@@ -74,6 +75,28 @@ bench-ingest: $(STAMP)
 
 # Anomaly detectors on the labelled NAB series in ../shared/datasets/nab (NAB scoring).
 NAB_DIR ?= ../shared/datasets/nab
+# Fault injection on private PostgreSQL and Redis servers: CHAOS_FAULTS runs per fault type
+# (crash and restart, outage, Redis kill and pause, bundle failures after writes, SIGKILL),
+# each checked against a clean run (~30 min at 20). Report: bench_out/chaos/chaos.json.
+CHAOS_FAULTS ?= 20
+chaos: $(STAMP)
+	$(BIN)/python -m beam_pipelines.reliability.chaos --faults $(CHAOS_FAULTS) --out bench_out/chaos
+
+# Known vulnerabilities in the pinned dependencies (docker/requirements.txt, hash-pinned), from
+# PyPI's advisory data. --strict: a package that could not be audited (PyPI unreachable) fails
+# the audit instead of passing it unchecked.
+audit: $(STAMP)
+	$(BIN)/pip install --quiet pip-audit
+	$(BIN)/pip-audit --strict --requirement docker/requirements.txt --require-hashes --disable-pip \
+		--progress-spinner off
+
+# Fuzz every parser and the ingestion endpoints (atheris; fuzz_http needs Redis). FUZZ_SECONDS
+# per target; prints a table and writes fuzz_out/report.json (see fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,fuzz]'
+	$(BIN)/python -m fuzz.run_all --seconds $(FUZZ_SECONDS)
+
 bench-nab: $(STAMP)
 	mkdir -p bench_out
 	$(BIN)/python -m beam_pipelines.evaluate_nab --data_dir $(NAB_DIR) --output bench_out/nab_results.json

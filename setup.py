@@ -41,5 +41,5 @@ setuptools.setup(
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=['beam_pipelines', 'beam_pipelines.*']),
     install_requires=REQUIRED,
-    extras_require={'test': TEST},
+    extras_require={'test': TEST, 'fuzz': ['atheris>=2.3,<4']},
 )

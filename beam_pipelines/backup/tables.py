@@ -96,7 +96,10 @@ def set_session_formats(cur) -> None:
 
 def migration_version(cur, schema: str) -> int:
     """The latest migration applied to ``schema`` (0 when it has none)."""
-    cur.execute('SELECT to_regclass(%s)', (f'{schema}.bp_schema_migrations',))
+    # Quoted (as the migrations create it): unquoted, a mixed-case schema folds to lower case
+    # and its migrations are not found (version 0).
+    qualified = sql.Identifier(schema, 'bp_schema_migrations').as_string(cur)
+    cur.execute('SELECT to_regclass(%s)', (qualified,))
     if cur.fetchone()[0] is None:
         return 0
     cur.execute(

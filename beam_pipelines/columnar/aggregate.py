@@ -183,7 +183,8 @@ def partials_from_events(events: pa.Table, spec: WindowSpec) -> pa.Table:
         events.column('timestamp').combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False),
         dtype=np.int64,
     )
-    values = events.column('value').combine_chunks().cast(pa.float64())
+    # Unsafe: an integer value beyond 2**53 counts as its nearest float (a safe cast would fail).
+    values = events.column('value').combine_chunks().cast(pa.float64(), safe=False)
     has_value = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     x = np.asarray(values.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
     key = entity * (int(etype.max()) + 1) + etype

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from beam_pipelines.columnar import timestamps
 from beam_pipelines.columnar.batch import RowErrors
+from beam_pipelines.columnar.render import shown_value
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import FieldSpec
 
@@ -43,8 +44,7 @@ def cleanse_table(table: pa.Table, schema: EventSchema, errors: RowErrors) -> pa
 def _convert(column: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
     if spec.kind == 'timestamp':
         if pa.types.is_timestamp(column.type):
-            micros = column.cast(pa.timestamp('us', tz=column.type.tz)).cast(pa.int64())
-            column = pc.divide(micros.cast(pa.float64()), 1e6)
+            column = _epoch_seconds(column)
         result, ts_errors = timestamps.normalise_timestamps(column)
         for i, message in ts_errors.items():
             category = 'missing_field' if message == timestamps.MSG_MISSING else 'invalid_timestamp'
@@ -61,12 +61,29 @@ def _convert(column: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
             return pc.utf8_lower(column) if spec.lower else column
         return _from_text(column, spec, errors)
     if spec.kind in ('float', 'int') and (
-        pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or pa.types.is_decimal(column.type)
     ):
-        return _to_number(column.cast(pa.float64()), spec, errors)
+        # Unsafe: an integer beyond 2**53 (a JSON number, a uint64 column) becomes the nearest
+        # float, as it does for the model; a safe cast would fail the whole batch.
+        return _to_number(column.cast(pa.float64(), safe=False), spec, errors)
     if spec.kind == 'bool' and pa.types.is_boolean(column.type):
         return column
     return column.cast(spec.arrow_type)
+
+
+def _epoch_seconds(column: pa.Array) -> pa.Array:
+    """A timestamp column as epoch seconds, from its raw integers: a cast to microseconds would
+    overflow int64 for a second or millisecond value past the year 294,000 (fail the whole
+    batch) and refuse nanoseconds it must truncate; such a value is out of range like any other.
+    """
+    raw = column.cast(pa.int64())
+    unit = column.type.unit
+    if unit in ('us', 'ns'):
+        micros = raw if unit == 'us' else pc.divide(raw, 1000)  # truncated, as RFC 3339 text is
+        return pc.divide(micros.cast(pa.float64(), safe=False), 1e6)
+    return pc.divide(raw.cast(pa.float64(), safe=False), 1.0 if unit == 's' else 1e3)
 
 
 def _from_text(text: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
@@ -97,9 +114,7 @@ def _to_number(numbers: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Arra
 
 def _add(errors: RowErrors, spec: FieldSpec, bad: np.ndarray, values: pa.Array, what: str):
     for i in np.flatnonzero(bad):
-        shown = repr(values[int(i)].as_py())
-        if len(shown) > 80:
-            shown = shown[:77] + '...'
+        shown = shown_value(values, int(i))
         errors.setdefault(int(i), {}).setdefault(
             spec.name, ('invalid_value', f'{spec.name}: {shown} {what}')
         )

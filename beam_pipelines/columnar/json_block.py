@@ -12,6 +12,12 @@ numbers, no inferred timestamps; anything else returns None and the caller parse
 Clean input takes this path; dirty input costs one failed attempt per block, which stops at the
 first offending line.
 
+Two checks come before pyarrow sees a block, because what it does with such input is worse than
+refusing it: it does not check UTF-8 (invalid bytes would reach the columns, and fail later
+outside any error handling), and it recurses on nesting (a line nested some 50,000 deep
+overflows the stack and kills the process). A block that is not UTF-8, or in which a line could
+nest deeper than ``_MAX_NESTING``, goes line by line, where orjson refuses both with an error.
+
 Plain pyarrow and numpy, no Beam in it.
 """
 
@@ -23,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from beam_pipelines.columnar.render import python_rows
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 
@@ -35,6 +42,10 @@ _CHUNK_BYTES = 1 << 22
 # JSON types each field kind accepts as it is; cleansing converts the rest (strings) in bulk.
 _NUMERIC = ('int', 'float', 'timestamp')
 _SPECIAL = r'[\x00-\x1f"\\]'  # strings orjson would escape: rendered by orjson itself
+# Nested values are refused anyway (see ``_takes``): a line with more opening brackets than this
+# (in strings too, so it is a bound on its depth) is not worth a try, and cannot crash pyarrow.
+_MAX_NESTING = 64
+_OPEN_BRACKET = ord('[')
 
 
 def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -> pa.Table | None:
@@ -51,8 +62,11 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
         line by line.
     """
     n = len(line_starts)
+    data = np.frombuffer(text, np.uint8)
     # Every line must start an object: this rules out blank lines, so that row i is line i.
-    if n == 0 or not (np.frombuffer(text, np.uint8)[line_starts] == _OPEN_BRACE).all():
+    if n == 0 or not (data[line_starts] == _OPEN_BRACE).all():
+        return None
+    if _may_nest_too_deep(text, data, line_starts) or not _is_utf8(text):
         return None
     strings = pa.schema(
         [pa.field(f.name, pa.string()) for f in schema.fields if f.kind == 'string']
@@ -85,6 +99,32 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
     if schema.extra != 'ignore':
         columns[ATTRIBUTES] = render_attributes(extras)
     return pa.table(columns)
+
+
+def _may_nest_too_deep(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> bool:
+    """Whether a line of the block may nest deeper than ``_MAX_NESTING`` (it has more opening
+    brackets than that). Flat lines, the usual ones, are settled by two counts."""
+    # Beyond each line's own opening brace (numpy counts faster than bytes.count; find() skips
+    # the second count when there is no bracket at all, as in flat events).
+    extra = int(np.count_nonzero(data == _OPEN_BRACE)) - len(line_starts)
+    if text.find(b'[') >= 0:
+        extra += text.count(b'[')
+    if extra < _MAX_NESTING:
+        return False
+    opening = np.flatnonzero((data == _OPEN_BRACE) | (data == _OPEN_BRACKET))
+    per_line = np.bincount(np.searchsorted(line_starts, opening, side='right') - 1)
+    return bool(per_line.max() > _MAX_NESTING)
+
+
+def _is_utf8(text: bytes) -> bool:
+    """Whether the block is valid UTF-8 (checked by Arrow, without a copy)."""
+    offsets = pa.py_buffer(np.array([0, len(text)], dtype=np.int64))
+    array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(text)])
+    try:
+        array.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _takes(column: pa.Array, kind: str) -> bool:
@@ -144,7 +184,7 @@ def render_attributes(extras: pa.Table) -> pa.Array:
         rendered = pc.binary_join_element_wise('{', joined, '}', '')
     if by_row.any():
         rows = np.flatnonzero(by_row)
-        dumped = [dump_present(r) for r in extras.take(pa.array(rows)).to_pylist()]
+        dumped = [dump_present(r) for r in python_rows(extras.take(pa.array(rows)))]
         values = rendered.to_pylist()
         for i, text in zip(rows.tolist(), dumped):
             values[i] = None if text is None else text.decode()

@@ -11,12 +11,18 @@ whose values do not share a type.
 Extra fields (outside the schema) become one JSON object per row in ``attributes``, keys
 sorted and null values left out, whatever the input format, so a record's attributes do not
 depend on the other records of its batch or on how it was read.
+
+Two kinds of line decode yet are refused, as dead letters: an object that names a key twice
+(``duplicate_key``: orjson keeps the last value silently, and which value a reader sees is not
+something JSON settles), and JSON nested deeper than orjson writes back
+(``too_deeply_nested``: 254 levels, where its reader goes to 1024).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 from typing import Any
 
 import numpy as np
@@ -33,6 +39,7 @@ from beam_pipelines.columnar.batch import RowErrors
 from beam_pipelines.columnar.json_block import dump_present
 from beam_pipelines.columnar.json_block import read_json_block
 from beam_pipelines.columnar.json_block import render_attributes
+from beam_pipelines.columnar.render import python_values
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.schema import ATTRIBUTES
@@ -43,6 +50,11 @@ __all__ = ['parse_raw_batch', 'type_name']
 
 _CHUNK = 1024
 TYPE_ERROR = 'type_error'
+TOO_DEEP = 'too_deeply_nested'
+DUPLICATE_KEY = 'duplicate_key'
+_MAX_DEPTH = 254  # orjson writes JSON back (extra fields, dead letters) up to this depth
+_COLON = ord(':')
+_BACKSLASH = ord('\\')
 
 
 def type_name(value: Any) -> str:
@@ -113,18 +125,33 @@ def _parse_raw_batch(
         table, errors = block, {}
     elif batch.text is not None or batch.lines is not None:
         lines = batch.line_list()
-        columns, attributes, bad = _decode_json_lines(lines, schema)
+        # Lines that decode but are refused (too deep to write back, a key twice) are found
+        # after a pass over the batch; they are rare, so the pass is simply made again without
+        # them (each pass refuses at least one more line, or is the last).
+        refused: dict[int, tuple[str, str]] = {}
+        while True:
+            columns, extras, bad, members = _decode_json_lines(lines, schema, refused)
+            if isinstance(members, dict):  # lines too deep, found in decoding
+                if members.keys() <= refused.keys():  # cannot happen; but never loop for ever
+                    raise RuntimeError(f'no progress refusing lines of {batch.uri}')
+                refused.update(members)
+                continue
+            skip = set(bad)
+            keep = [i for i in range(len(lines)) if i not in skip] if bad else None
+            attributes = extras if schema.extra != 'ignore' else None
+            table, errors = _build_table(columns, attributes, schema)
+            repeated = _duplicate_keys(lines, keep, members, extras, table, schema)
+            if not repeated:
+                break
+            refused.update(repeated)
         positions, payloads = batch.positions, lines
         if bad:
-            dead.extend(_json_failures(batch, lines, bad, pipeline))
-            skip = set(bad)
-            keep = [i for i in range(len(payloads)) if i not in skip]
+            dead.extend(_json_failures(batch, lines, bad, refused, pipeline))
             positions = [positions[i] for i in keep]
             payloads = [payloads[i] for i in keep]
         if not payloads:
             return None, dead
         raw = payloads  # kept as bytes; only failing rows' payloads are ever read
-        table, errors = _build_table(columns, attributes, schema)
     elif batch.records is not None:
         if not batch.records:
             return None, dead
@@ -152,23 +179,32 @@ def _read_block(batch: RawBatch, schema: EventSchema) -> pa.Table | None:
     return read_json_block(batch.text, starts - starts[0] if len(starts) else starts, schema)
 
 
-def _decode_json_lines(lines: list[bytes], schema: EventSchema):
+def _decode_json_lines(lines: list[bytes], schema: EventSchema, refused: dict):
     """Decodes lines and gathers each schema field's values, ``_CHUNK`` lines at a time.
 
     Gathering a chunk's fields right after decoding it keeps its dicts in the CPU cache: on
     50k-row batches, one pass per field over all dicts cost ~1.5x more (measured here).
 
+    Args:
+        lines: the raw lines.
+        schema: the event schema.
+        refused: lines to leave out (as bad lines), found by an earlier pass.
+
     Returns:
-        ``(columns, attributes, bad)``: a value list per field, the extra-field JSON per row
-        (or None when the schema ignores extras), and the indices of lines that are not JSON
-        objects.
+        ``(columns, extras, bad, members)``: a value list per field, the extra fields' JSON per
+        row (see ``dump_present``), the indices of lines that are not JSON objects (or are
+        refused), and per row the number of schema fields present (null or not), which
+        :func:`_duplicate_keys` needs. When a line turns out to nest deeper than orjson writes
+        back, ``members`` is instead ``{line: (error type, message)}`` of such lines and the
+        rest is incomplete: the caller refuses them and decodes again.
     """
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     dict_type = dict
     names = schema.field_names
     columns: list[list] = [[] for _ in names]
-    attributes: list | None = [] if schema.extra != 'ignore' else None
+    extras: list[bytes | None] = []
+    members: list[int] = []
     bad: list[int] = []
     for start in range(0, len(lines), _CHUNK):
         records: list = []
@@ -178,16 +214,113 @@ def _decode_json_lines(lines: list[bytes], schema: EventSchema):
                 append(loads(line))
             except decode_error:
                 append(None)
+        if refused:
+            records = [None if start + i in refused else r for i, r in enumerate(records)]
+        decoded = records
         if not all(type(r) is dict_type for r in records):
             bad.extend(start + i for i, r in enumerate(records) if type(r) is not dict_type)
             records = [r for r in records if type(r) is dict_type]
+        sizes = list(map(len, records))
         # The records are ours alone (the lines stay the payloads): popping the schema's
         # fields leaves each dict holding just its extra fields, found without a set per row.
         for column, name in zip(columns, names):
             column.extend([r.pop(name, None) for r in records])
-        if attributes is not None:
-            attributes.extend([dump_present(r) if r else None for r in records])
-    return columns, attributes, bad
+        # Members outside the extra fields' JSON (below): the schema fields present, and the
+        # extra fields that are null, which that JSON leaves out.
+        nulls = [list(r.values()).count(None) if r else 0 for r in records]
+        members.extend([s - len(r) + k for s, r, k in zip(sizes, records, nulls)])
+        try:
+            extras.extend([dump_present(r) if r else None for r in records])
+        except orjson.JSONEncodeError:
+            return None, None, bad, _too_deep(decoded, start)
+    return columns, extras, bad, members
+
+
+def _too_deep(records: list, start: int) -> dict[int, tuple[str, str]]:
+    """The records of a chunk that orjson cannot write back (nested deeper than it recurses)."""
+    out = {}
+    for i, record in enumerate(records):
+        if type(record) is dict:
+            try:
+                dump_present(record)
+            except orjson.JSONEncodeError:
+                out[start + i] = (
+                    TOO_DEEP,
+                    f'the JSON nests deeper than the {_MAX_DEPTH} levels the pipeline keeps',
+                )
+    return out
+
+
+def _duplicate_keys(
+    lines: list[bytes],
+    keep: list[int] | None,
+    members: list[int],
+    extras: list[bytes | None],
+    table: pa.Table,
+    schema: EventSchema,
+) -> dict[int, tuple[str, str]]:
+    """The lines holding an object that names a key twice (orjson keeps the last silently).
+
+    Exact and cheap for the usual line: without a backslash, a line has one colon per member
+    (at any depth) plus those inside its strings, and its decoded record shows them all: the
+    members counted in ``members``, the colons in the string columns, and those of the extra
+    fields' JSON. A record that shows as many colons as its line has lost no member (it cannot
+    show more), so when a batch's totals agree no line is looked at. Only the other lines (a
+    key twice; or escapes, which decoding changes) are decoded again with the standard
+    library, which sees every key. Measured on 50k-line batches: about 15 ms, a tenth of the
+    decoding.
+    """
+    if table.num_rows == 0:
+        return {}
+    rows = range(len(lines)) if keep is None else keep
+    kept = lines if keep is None else [lines[i] for i in keep]
+    text = b''.join(kept)
+    expected = np.asarray(members, dtype=np.int64)
+    strings = [table.column(f.name) for f in schema.fields]
+    strings.append(pa.array(extras, pa.binary()))
+    for column in strings:
+        if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+            counts = pc.count_substring(column, ':').fill_null(0)
+            expected += np.asarray(counts.to_numpy(zero_copy_only=False))
+    data = np.frombuffer(text, np.uint8)
+    is_colon = data == _COLON
+    escapes = text.find(b'\\') >= 0
+    if not escapes and np.count_nonzero(is_colon) == expected.sum():
+        return {}  # no line has more colons than its record shows (none can have fewer)
+    # Per line, counted at once over the lines joined (the cost of a count per line call).
+    ends = np.cumsum(np.fromiter(map(len, kept), np.int64, len(kept)))
+
+    def per_line(positions: np.ndarray) -> np.ndarray:
+        return np.bincount(np.searchsorted(ends, positions, side='right'), minlength=len(kept))
+
+    colons = per_line(np.flatnonzero(is_colon))
+    escaped = per_line(np.flatnonzero(data == _BACKSLASH)) > 0 if escapes else False
+    out = {}
+    for j in np.flatnonzero(escaped | (colons != expected)).tolist():
+        key = _repeated_key(kept[j])
+        if key is not None:
+            out[rows[j]] = (DUPLICATE_KEY, f'key {key!r} appears twice in one JSON object')
+    return out
+
+
+def _repeated_key(line: bytes) -> str | None:
+    """The first key named twice in one object of a JSON line, or None."""
+    found: list[str] = []
+
+    def pairs(items):
+        if not found and len(items) > 1:
+            seen = set()
+            for key, _ in items:
+                if key in seen:
+                    found.append(key)
+                    break
+                seen.add(key)
+
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None  # orjson decoded it: nothing else to say
+    return found[0] if found else None
 
 
 def _gather(records, names, known, columns, attributes) -> None:
@@ -210,20 +343,23 @@ def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
 
 
 def _json_failures(
-    batch: RawBatch, lines: list[bytes], bad: list[int], pipeline: str
+    batch: RawBatch, lines: list[bytes], bad: list[int], refused: dict, pipeline: str
 ) -> list[dict]:
     out = []
     for i in bad:
         line = lines[i]
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            if not line.strip():
-                continue  # a blank line is not a record
-            error_type, message = _decode_error_type(line), str(exc)
+        if i in refused:
+            error_type, message = refused[i]
         else:
-            error_type = 'not_an_object'
-            message = f'expected a JSON object, got {type_name(record)}'
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                if not line.strip():
+                    continue  # a blank line is not a record
+                error_type, message = _decode_error_type(line), str(exc)
+            else:
+                error_type = 'not_an_object'
+                message = f'expected a JSON object, got {type_name(record)}'
         out.append(
             make_dead_letter(
                 stage=Stage.PARSE,
@@ -360,7 +496,12 @@ def _mixed_column_slow(values: list, spec: FieldSpec, errors: RowErrors) -> pa.A
 
 
 def columns_to_table(table: pa.Table, schema: EventSchema) -> tuple[pa.Table, RowErrors]:
-    """Maps decoded columns (CSV, Parquet) onto the schema's fields; others to attributes."""
+    """Maps decoded columns (CSV, Parquet) onto the schema's fields; others to attributes.
+
+    A column of a type cleansing does not convert for its field (a list, a struct, a date or a
+    boolean where a number belongs, say) goes value by value, as mixed JSON values do: each
+    value becomes text or a type error, never a failed cast of the whole batch.
+    """
     errors: RowErrors = {}
     n = table.num_rows
     columns = {}
@@ -369,11 +510,12 @@ def columns_to_table(table: pa.Table, schema: EventSchema) -> tuple[pa.Table, Ro
             col = table.column(spec.name).combine_chunks()
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            if spec.kind == 'string' and not pa.types.is_string(col.type):
-                if pa.types.is_null(col.type):
-                    col = col.cast(pa.string())
-                else:
-                    col = _mixed_column(col.to_pylist(), spec, errors)
+            if pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+                col = col.cast(pa.string())
+            if pa.types.is_null(col.type):
+                col = col.cast(pa.string())
+            elif not _converts(col.type, spec.kind):
+                col = _mixed_column(python_values(col), spec, errors)
             columns[spec.name] = col
         else:
             columns[spec.name] = pa.nulls(n, pa.string())
@@ -381,3 +523,16 @@ def columns_to_table(table: pa.Table, schema: EventSchema) -> tuple[pa.Table, Ro
     if schema.extra != 'ignore':
         columns[ATTRIBUTES] = render_attributes(table.select(extra_names))
     return pa.table(columns), errors
+
+
+def _converts(t: pa.DataType, kind: str) -> bool:
+    """Whether cleansing converts a column of type ``t`` for a field of ``kind`` in bulk."""
+    if pa.types.is_string(t):
+        return True
+    if kind in ('int', 'float'):
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    if kind == 'timestamp':
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t)
+    if kind == 'bool':
+        return pa.types.is_boolean(t)
+    return False

@@ -129,7 +129,8 @@ def normalise_timestamps(values: pa.Array) -> tuple[pa.TimestampArray, dict[int,
         values = pa.nulls(n, pa.string())
     present = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        _numeric_to_us(values.cast(pa.float64()), present, us, ok)
+        # Unsafe: an integer beyond 2**53 is far out of range either way; a safe cast would fail.
+        _numeric_to_us(values.cast(pa.float64(), safe=False), present, us, ok)
     elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         text = pc.utf8_trim_whitespace(values)
         numeric = _mask(pc.match_substring_regex(text, _NUMERIC_RE)) & present

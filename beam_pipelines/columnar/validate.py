@@ -20,6 +20,8 @@ from beam_pipelines.columnar.batch import POS
 from beam_pipelines.columnar.batch import URI
 from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RowErrors
+from beam_pipelines.columnar.render import python_rows
+from beam_pipelines.columnar.render import shown_value
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.schema import ATTRIBUTES
@@ -95,7 +97,9 @@ def _string_rules(errors, spec: FieldSpec, column: pa.Array, present: np.ndarray
 
 
 def _number_rules(errors, spec: FieldSpec, column: pa.Array, present: np.ndarray) -> None:
-    values = np.asarray(column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False))
+    # Unsafe: an int64 beyond 2**53 is compared as its nearest float (a safe cast would fail).
+    values = column.cast(pa.float64(), safe=False).fill_null(0.0)
+    values = np.asarray(values.to_numpy(zero_copy_only=False))
     if spec.finite:
         _flag(
             errors,
@@ -130,8 +134,7 @@ def _flag(errors: RowErrors, spec: FieldSpec, bad: np.ndarray, column, category,
         if category == 'missing_field':
             row[spec.name] = (category, f'{spec.name}: {what}')
         else:
-            shown = repr(column[int(i)].as_py())
-            shown = shown if len(shown) <= 80 else shown[:77] + '...'
+            shown = shown_value(column, int(i))
             row[spec.name] = (category, f'{spec.name}: {shown} {what}')
 
 
@@ -191,7 +194,7 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
     meta = batch.table.select([URI, POS]).take(take).to_pylist()
     event_times = batch.table.column('timestamp').take(take).to_pylist()
     if isinstance(batch.raw, pa.Table):
-        payloads = [orjson.dumps(r, default=str) for r in batch.raw.take(take).to_pylist()]
+        payloads = [orjson.dumps(r, default=str) for r in python_rows(batch.raw.take(take))]
     else:
         payloads = [batch.raw[int(i)] for i in rows]
         payloads = [p if isinstance(p, bytes) else orjson.dumps(p, default=str) for p in payloads]

@@ -23,6 +23,7 @@ from beam_pipelines.event_analytics.quality_step import measure as measure_quali
 from beam_pipelines.event_analytics.run_files import SUMMARY_FILE
 from beam_pipelines.event_analytics.run_files import commit_run
 from beam_pipelines.event_analytics.sources import read_source
+from beam_pipelines.event_analytics.webhooks import hide_webhook_secrets
 from beam_pipelines.features.resample import TIMESERIES_SCHEMA
 from beam_pipelines.features.resample import resample
 from beam_pipelines.features.rolling import feature_schema
@@ -35,6 +36,7 @@ from beam_pipelines.io.sinks import WriteDeadLetters
 from beam_pipelines.io.sinks import WriteRunSummary
 from beam_pipelines.io.sinks import WriteTablesToParquet
 from beam_pipelines.io.warehouse import WriteToWarehouse
+from beam_pipelines.redaction import redact_capability_url
 from beam_pipelines.transforms.aggregate import AggregateWindows
 from beam_pipelines.transforms.cleanse import CleanseEvents
 from beam_pipelines.transforms.completion import RunAfter
@@ -319,12 +321,15 @@ def _detect(aggregates, config: Config, write: bool) -> _Detected:
         alerts = detected.anomalies | 'SendAlerts' >> SendAlerts(
             an.webhook_url, KEY_COLUMNS, an.alert_format, an.cooldown_secs, PIPELINE_NAME
         )
+        undelivered = alerts.dead_letter | 'HideAlertWebhookSecrets' >> hide_webhook_secrets(
+            an.webhook_url
+        )
         counted += [
             alerts.sent | 'CountAlerts' >> CountAs('alerts_sent', one),
-            alerts.dead_letter | 'CountAlertFailures' >> CountAs('alert_dead_letter', one),
+            undelivered | 'CountAlertFailures' >> CountAs('alert_dead_letter', one),
         ]
         names += ['alerts_sent', 'alert_dead_letter']
-        dead.append(alerts.dead_letter)
+        dead.append(undelivered)
     return _Detected(detected.anomalies, counted, names, dead)
 
 
@@ -481,7 +486,8 @@ def _anomaly_context(config: Config) -> dict[str, Any]:
     return {
         'value': an.value_column,
         'spec': an.spec.to_dict(),
-        'alerts': redact(an.webhook_url) if an.webhook_url else None,
+        # The webhook URL is its own secret: the summary (and report.html) show its origin.
+        'alerts': redact_capability_url(an.webhook_url) if an.webhook_url else None,
         'alert_format': an.alert_format if an.webhook_url else None,
         'alert_cooldown_secs': an.cooldown_secs if an.webhook_url else None,
     }

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
+from beam_pipelines.event_analytics.webhooks import hide_webhook_secrets
 from beam_pipelines.io.notify import NotifyBreaches
 from beam_pipelines.transforms.counting import CountAs
 from beam_pipelines.transforms.counting import one
@@ -60,5 +61,10 @@ def measure(valid, events, dead_letter, config: Config, write: bool) -> Measured
         notified = rows | 'NotifyBreaches' >> NotifyBreaches(PIPELINE_NAME, q.webhook_url, q.smtp)
         counted.append(notified.sent | 'CountNotified' >> CountAs('quality_alerts_sent', one))
         names.append('quality_alerts_sent')
-        dead_letters.append(notified.dead_letter)
+        undelivered = notified.dead_letter
+        if q.webhook_url:  # its dead letters would show the webhook's token (see the function)
+            undelivered = undelivered | 'HideQualityWebhookSecrets' >> hide_webhook_secrets(
+                q.webhook_url
+            )
+        dead_letters.append(undelivered)
     return Measured(table, windows_table, counted, names, dead_letters)

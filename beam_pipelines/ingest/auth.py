@@ -128,9 +128,12 @@ class Authenticator:
             raise AuthError('this endpoint takes a shared secret only (Authorization)')
         try:
             sent = int(headers.get(TIMESTAMP_HEADER, '').strip())
-        except ValueError:
+            # A timestamp of hundreds of digits is a valid int but no float: comparing it with
+            # the clock raised OverflowError, an unauthenticated client's way to a 500.
+            skew = abs(self._clock() - sent)
+        except (ValueError, OverflowError):
             raise AuthError(f'{TIMESTAMP_HEADER} must be unix seconds') from None
-        if abs(self._clock() - sent) > self._tolerance:
+        if skew > self._tolerance:
             raise AuthError(
                 f'{TIMESTAMP_HEADER} is more than {self._tolerance:.0f} s from the server clock'
             )

@@ -53,7 +53,8 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    # Out of the dataclass's repr: an address in a log line or a traceback must not carry it.
+    password: str | None = dataclasses.field(default=None, repr=False)
     tls: bool = False
 
     @classmethod

@@ -16,9 +16,10 @@ import dataclasses
 
 import orjson
 
-__all__ = ['PayloadError', 'PayloadLimits', 'parse_batch', 'parse_single']
+__all__ = ['JSON_LINES_TYPES', 'PayloadError', 'PayloadLimits', 'parse_batch', 'parse_single']
 
 MAX_PROBLEMS = 20  # problems listed in one error response
+JSON_LINES_TYPES = ('application/x-ndjson', 'application/jsonl')
 
 
 class PayloadError(Exception):
@@ -67,7 +68,7 @@ def parse_batch(body: bytes, content_type: str, limits: PayloadLimits) -> list[b
         PayloadError: a malformed body or event (every problem listed, up to 20), or too many
             or too large events.
     """
-    if content_type in ('application/x-ndjson', 'application/jsonl'):
+    if content_type in JSON_LINES_TYPES:
         return _json_lines(body, limits)
     value = _loads(body, 'body')
     if isinstance(value, dict) and isinstance(value.get('events'), list):
@@ -84,7 +85,9 @@ def parse_batch(body: bytes, content_type: str, limits: PayloadLimits) -> list[b
             continue
         raw = orjson.dumps(item)
         if len(raw) > limits.max_event_bytes:
-            problems.append({'index': i, 'error': f'over {limits.max_event_bytes} bytes'})
+            problems.append(
+                {'index': i, 'error': f'over {limits.max_event_bytes} bytes', 'too_large': True}
+            )
         events.append(raw)
     _raise_for(problems)
     return events
@@ -98,7 +101,9 @@ def _json_lines(body: bytes, limits: PayloadLimits) -> list[bytes]:
         if not line:
             continue
         if len(line) > limits.max_event_bytes:
-            problems.append({'line': i + 1, 'error': f'over {limits.max_event_bytes} bytes'})
+            problems.append(
+                {'line': i + 1, 'error': f'over {limits.max_event_bytes} bytes', 'too_large': True}
+            )
             continue
         try:
             value = orjson.loads(line)
@@ -133,8 +138,12 @@ def _check_count(count: int, limits: PayloadLimits) -> None:
 
 def _raise_for(problems: list[dict]) -> None:
     if problems:
+        # 413 when size is the only problem, as for a single event: the request is refused
+        # for its size, and the documented answer to "an event too large" is 413.
+        too_large = all([p.pop('too_large', False) for p in problems])  # pops every one
         raise PayloadError(
             f'{len(problems)} event(s) cannot be taken; nothing was accepted',
+            status=413 if too_large else 400,
             problems=problems[:MAX_PROBLEMS],
         )
 

@@ -15,8 +15,11 @@ before the 202 answer, so an acknowledged event is in the stream; the pipeline r
 it through its consumer group (``--source redis_stream``). Refusals, in the order checked:
 
 * 401: no or wrong credentials (:mod:`beam_pipelines.ingest.auth`).
-* 413: body over ``max_body_bytes``, too many events, an event too large, or a batch larger
-  than the client's whole rate-limit burst.
+* 413: body over ``max_body_bytes`` (refused on its declared ``Content-Length`` before any of it
+  is read), too many events, an event too large, or a batch larger than the client's whole
+  rate-limit burst.
+* 415: a ``Content-Type`` that is not JSON (or JSON Lines, for batches); none, or
+  ``application/octet-stream``, is read as JSON.
 * 400: not JSON, or an event that is not a JSON object (every problem listed; nothing taken).
 * 429 with ``Retry-After``: the client is over its rate limit, or the pipeline is behind (the
   consumer group's backlog is above ``high_water``): backpressure, so producers slow down
@@ -25,7 +28,8 @@ it through its consumer group (``--source redis_stream``). Refusals, in the orde
 
 A 4xx other than 429 means the request will never be taken as it is; 429 and 503 mean "retry
 later, unchanged". Retrying after a lost 202 can only duplicate events, which the pipeline drops
-by ``event_id``.
+by ``event_id``. Every answer, errors included, is a short JSON object: an unexpected failure is
+a 500 ``{"error": "internal error"}`` whose traceback goes to the log, never to the client.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from aiohttp import web
 
 from beam_pipelines.ingest.auth import Authenticator
 from beam_pipelines.ingest.auth import AuthError
+from beam_pipelines.ingest.payloads import JSON_LINES_TYPES
 from beam_pipelines.ingest.payloads import PayloadError
 from beam_pipelines.ingest.payloads import PayloadLimits
 from beam_pipelines.ingest.payloads import parse_batch
@@ -259,22 +264,43 @@ class _Service:
             response = await self._take(request, endpoint)
         except _Refused as refused:
             response = _refusal(refused)
+        except Exception:
+            # Answered here, generically: aiohttp's own 500 page carries the traceback (file
+            # paths, source lines) whenever the event loop runs in debug mode
+            # (PYTHONASYNCIODEBUG=1, python -X dev). The traceback goes to the log instead.
+            _LOGGER.exception('ingestion request failed')
+            response = _internal_error()
         self.metrics.requests.labels(endpoint, str(response.status)).inc()
         return response
 
     async def _take(self, request: web.Request, endpoint: str) -> web.Response:
+        too_large = _Refused(
+            413, 'too_large', f'the body is over {self._config.max_body_bytes} bytes', close=True
+        )
         try:
             # All but a signature is checked before the body is read; a signature needs it.
             authenticated = self._auth.precheck(request.headers)
+            # A declared length over the limit is refused before a byte is read (the reader
+            # below stops at the limit for bodies that do not declare one: chunked, or
+            # compressed ones, whose limit is on what they inflate to).
+            if (request.content_length or 0) > self._config.max_body_bytes:
+                raise too_large
             body = await request.read()
             if not authenticated:
                 self._auth.check_signature(request.headers, body)
         except AuthError as exc:
-            raise _Refused(401, 'unauthenticated', str(exc)) from None
-        except web.HTTPRequestEntityTooLarge:
             raise _Refused(
-                413, 'too_large', f'the body is over {self._config.max_body_bytes} bytes'
+                401, 'unauthenticated', str(exc), challenge=_challenge(self._auth), close=True
             ) from None
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+        if not _takes_content_type(request.content_type, endpoint):
+            lines = ' (or application/x-ndjson)' if endpoint == 'batch' else ''
+            raise _Refused(
+                415,
+                'unsupported_media_type',
+                f'Content-Type must be application/json{lines}, got {request.content_type[:100]}',
+            )
         try:
             if endpoint == 'single':
                 events = parse_single(body, self._config.limits)
@@ -372,13 +398,66 @@ def _json(status: int, payload: dict, headers: dict | None = None) -> web.Respon
     )
 
 
+def _internal_error() -> web.Response:
+    return _json(500, {'error': 'internal error', 'reason': 'internal'})
+
+
+def _takes_content_type(content_type: str, endpoint: str) -> bool:
+    """JSON (``application/json``, ``application/*+json``), or no declared type (aiohttp reads
+    a missing header as ``application/octet-stream``); JSON Lines for batches."""
+    if content_type in ('application/json', 'application/octet-stream'):
+        return True
+    if content_type.startswith('application/') and content_type.endswith('+json'):
+        return True
+    return endpoint == 'batch' and content_type in JSON_LINES_TYPES
+
+
+def _challenge(auth) -> str:
+    # A 401 names the scheme to use (RFC 9110 requires WWW-Authenticate on every 401).
+    return 'Signature' if getattr(auth, 'mode', None) == 'hmac' else 'Bearer'
+
+
 def _refusal(refused: _Refused) -> web.Response:
     payload = {'error': str(refused), 'reason': refused.reason}
     if refused.extra.get('problems'):
         payload['problems'] = refused.extra['problems']
-    retry = refused.extra.get('retry')
-    headers = {'Retry-After': str(retry)} if retry is not None else None
-    return _json(refused.status, payload, headers)
+    headers = {}
+    if refused.extra.get('retry') is not None:
+        headers['Retry-After'] = str(refused.extra['retry'])
+    if refused.extra.get('challenge'):
+        headers['WWW-Authenticate'] = refused.extra['challenge']
+    response = _json(refused.status, payload, headers or None)
+    if refused.extra.get('close'):
+        # Refused before its body was read: the connection cannot carry another request, so
+        # the client is told it closes (aiohttp discards what the client still sends, for its
+        # lingering time at most, without buffering it).
+        response.force_close()
+    return response
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error of the application as a short JSON object: aiohttp's own pages are text
+    (404, 405) and, in debug mode, a 500 with the traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason or 'error'
+        headers = {
+            k: v
+            for k, v in exc.headers.items()
+            if k.lower() not in ('content-type', 'content-length')
+        }
+        return _json(
+            exc.status,
+            {'error': reason, 'reason': reason.lower().replace(' ', '_')},
+            headers or None,
+        )
+    except Exception:
+        _LOGGER.exception('request to %s failed', request.path)
+        return _internal_error()
 
 
 def make_app(
@@ -390,7 +469,7 @@ def make_app(
         config.redis_url, config.stream_name, config.consumer_group, config.high_water
     )
     service = _Service(config, auth, appender)
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
     app.add_routes(
         [
             web.post('/v1/events', service.single),

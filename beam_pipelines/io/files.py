@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from typing import NamedTuple
 import apache_beam as beam
 import fastavro
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -50,7 +50,10 @@ _EXTENSIONS = {
 }
 _COMPRESSED = ('.gz', '.bz2', '.zst', '.zstd', '.deflate', '.lzma')
 _BLOCK_BYTES = 8 << 20
+_CSV_BLOCK_BYTES = 4 << 20
+_MAX_CSV_BLOCK_BYTES = 1 << 30  # a CSV row longer than this fails the rest of its file
 _NEWLINE = ord('\n')
+_BOM = b'\xef\xbb\xbf'
 
 
 def infer_format(path: str) -> str | None:
@@ -221,6 +224,13 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
             # The line holding byte start-1 belongs to the previous range.
             f.seek(rng.start - 1)
             base = rng.start - 1 + len(f.readline())
+        elif end > len(_BOM) and f.read(len(_BOM)) == _BOM:
+            # A byte order mark marks the file's encoding; it is not part of its first line
+            # (JSON parsers may ignore it, RFC 8259 section 8.1; the CSV reader does). (A range
+            # ending within it keeps it: the line must start in the range that reads it.)
+            base = len(_BOM)
+        else:
+            f.seek(0)  # compressed files seek back to 0 by reading again
         pending = b''
         ends = np.zeros(0, np.int64)  # where each complete line of pending ends
         while base < end:
@@ -230,7 +240,8 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
             ends = np.concatenate((ends, found))
             if not block and pending and (not len(ends) or ends[-1] != len(pending)):
                 ends = np.append(ends, len(pending))  # a last line without a newline
-            starts = np.concatenate(([0], ends[:-1]))
+            # The starts of the complete lines (none yet: a line longer than the blocks read).
+            starts = np.concatenate(([0], ends[:-1]))[: len(ends)]
             ours = int(np.searchsorted(base + starts, end))  # the lines starting before end
             last = not block or ours < len(starts)
             full = ours if last else ours - ours % batch_rows
@@ -251,8 +262,20 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
 
 
 def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
+    """Reads a CSV file with Arrow's streaming reader, block by block.
+
+    Two failures of that reader would lose the rest of the file, so they are read again:
+    a row longer than the block (a huge field) fails the block, and the file is read again with
+    blocks four times larger (up to ``_MAX_CSV_BLOCK_BYTES``); a row of the wrong width that is
+    not UTF-8 fails too (Arrow cannot hand it to the invalid-row handler), and the rest of the
+    file is read with Python's ``csv`` module instead (see :func:`_csv_rows_in_python`). Either
+    way the records already given are skipped: the valid and the invalid rows each come in file
+    order whatever the block size, so counting them is enough.
+    """
     with _open(rng) as f:
         header = f.readline()
+    if not header:
+        return  # an empty file: no header, and no records to lose
     try:
         names = next(csv.reader([header.decode('utf-8-sig')]))  # a BOM is not a name
     except (UnicodeDecodeError, StopIteration, csv.Error) as exc:
@@ -278,53 +301,169 @@ def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
             ),
         )
         return
+    done = _CsvProgress()
+    block = _CSV_BLOCK_BYTES
+    while True:
+        try:
+            yield from _csv_rows_in_arrow(rng, names, batch_rows, block, done)
+            return
+        except (pa.ArrowInvalid, OSError) as exc:
+            error = exc
+        if 'straddl' in str(error) and block < _MAX_CSV_BLOCK_BYTES:
+            block = min(block * 4, _MAX_CSV_BLOCK_BYTES)  # a row longer than the block
+            continue
+        if isinstance(error, pa.ArrowInvalid) and 'straddl' not in str(error):
+            yield from _csv_rows_in_python(rng, names, batch_rows, done)
+            return
+        yield RawBatch(
+            rng.uri,
+            'csv',
+            [],
+            failures=(
+                (
+                    'corrupt_file',
+                    f'CSV read failed after {done.rows + done.invalid} records: {error}',
+                    b'',
+                    done.rows,
+                ),
+            ),
+        )
+        return
+
+
+class _CsvProgress:
+    """What a CSV read has given so far: table rows (with the rows not UTF-8 among them) and
+    rows of the wrong width, each in file order."""
+
+    def __init__(self):
+        self.rows = 0
+        self.invalid = 0
+
+
+def _csv_rows_in_arrow(
+    rng: FileRange, names: list[str], batch_rows: int, block: int, done: _CsvProgress
+) -> Iterator[RawBatch]:
+    """The records of a CSV file after those ``done`` counts, with Arrow's reader."""
+    skip_rows, skip_invalid = done.rows, done.invalid
     invalid: list[tuple] = []
 
     def on_invalid(row) -> str:
-        invalid.append(
-            (
-                'csv_row_error',
-                f'expected {row.expected_columns} columns, got {row.actual_columns}',
-                row.text,
-                row.number,
+        nonlocal skip_invalid
+        if skip_invalid:
+            skip_invalid -= 1  # given by an earlier read
+        else:
+            invalid.append(
+                (
+                    'csv_row_error',
+                    f'expected {row.expected_columns} columns, got {row.actual_columns}',
+                    row.text,
+                    row.number,
+                )
             )
-        )
         return 'skip'
 
-    ordinal = 0
     with _open(rng) as f:
+        reader = pacsv.open_csv(
+            f,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.binary() for name in names},
+                # Only an empty cell is missing: Arrow's default null markers ('n/a',
+                # 'NULL', 'nan', ...) would silently turn real values into nulls.
+                null_values=[''],
+                strings_can_be_null=True,
+            ),
+        )
+        for record_batch in reader:
+            table = pa.Table.from_batches([record_batch])
+            if skip_rows:
+                skipped = min(skip_rows, table.num_rows)
+                table, skip_rows = table.slice(skipped), skip_rows - skipped
+            for start in range(0, table.num_rows, batch_rows):
+                yield _csv_batch(rng, table.slice(start, batch_rows), done, invalid)
+            if invalid:
+                yield _csv_batch(rng, None, done, invalid)
+    if invalid:  # found in a last block of nothing but invalid rows
+        yield _csv_batch(rng, None, done, invalid)
+
+
+def _csv_batch(rng: FileRange, chunk: pa.Table | None, done: _CsvProgress, invalid: list):
+    """A raw batch of CSV rows (and the invalid rows found so far), counted in ``done``."""
+    bad: list[tuple] = []
+    good: list[int] = []
+    if chunk is not None:
+        ordinal = done.rows
+        chunk, bad = _csv_to_text(chunk, ordinal)
+        dropped = {b[3] for b in bad}
+        positions = range(ordinal, ordinal + chunk.num_rows + len(bad))
+        good = [p for p in positions if p not in dropped]
+        done.rows += chunk.num_rows + len(bad)
+    done.invalid += len(invalid)
+    failures = tuple(invalid) + tuple(bad)
+    invalid.clear()
+    return RawBatch(rng.uri, 'csv', good, table=chunk, failures=failures)
+
+
+def _csv_rows_in_python(
+    rng: FileRange, names: list[str], batch_rows: int, done: _CsvProgress
+) -> Iterator[RawBatch]:
+    """The records of a CSV file after those ``done`` counts, with Python's ``csv`` module:
+    slow, and only for the rest of a file Arrow's reader cannot read (bytes that are not UTF-8
+    are kept as surrogates, so each row is a record or a dead letter of its own)."""
+    skip_rows, skip_invalid = done.rows, done.invalid
+    rows: list[list[str | None]] = []
+    invalid: list[tuple] = []
+    with _open(rng) as f:
+        text = io.TextIOWrapper(f, encoding='utf-8', errors='surrogateescape', newline='')
+        reader = csv.reader(text)
         try:
-            reader = pacsv.open_csv(
-                f,
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=4 << 20),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.binary() for name in names},
-                    # Only an empty cell is missing: Arrow's default null markers ('n/a',
-                    # 'NULL', 'nan', ...) would silently turn real values into nulls.
-                    null_values=[''],
-                    strings_can_be_null=True,
-                ),
-            )
-            for record_batch in reader:
-                table = pa.Table.from_batches([record_batch])
-                for start in range(0, table.num_rows, batch_rows):
-                    chunk = table.slice(start, batch_rows)
-                    chunk, bad = _csv_to_text(chunk, ordinal)
-                    dropped = {b[3] for b in bad}
-                    positions = range(ordinal, ordinal + chunk.num_rows + len(bad))
-                    good = [p for p in positions if p not in dropped]
-                    ordinal += chunk.num_rows + len(bad)
-                    yield RawBatch(
-                        rng.uri, 'csv', good, table=chunk, failures=tuple(invalid) + tuple(bad)
-                    )
-                    invalid.clear()
-        except (pa.ArrowInvalid, OSError) as exc:
+            next(reader, None)  # the header
+            for number, record in enumerate(reader, start=2):
+                if not record:
+                    continue  # an empty line, as Arrow skips them
+                raw = ','.join(record).encode('utf-8', 'surrogateescape')
+                if len(record) != len(names):
+                    if skip_invalid:
+                        skip_invalid -= 1
+                        continue
+                    message = f'expected {len(names)} columns, got {len(record)}'
+                    invalid.append(('csv_row_error', message, raw, number))
+                elif skip_rows:
+                    skip_rows -= 1
+                    continue
+                else:
+                    rows.append(record)
+                if len(rows) + len(invalid) >= batch_rows:
+                    yield _csv_batch(rng, _csv_table(names, rows), done, invalid)
+                    rows = []
+        except Exception as exc:  # the last resort: whatever stops it, say so
             invalid.append(
-                ('corrupt_file', f'CSV read failed after {ordinal} rows: {exc}', b'', ordinal)
+                (
+                    'corrupt_file',
+                    f'CSV read failed after {done.rows + done.invalid + len(rows) + len(invalid)} '
+                    f'records: {exc}',
+                    b'',
+                    done.rows + len(rows),
+                )
             )
-    if invalid:
-        yield RawBatch(rng.uri, 'csv', [], failures=tuple(invalid))
+    if rows or invalid:
+        yield _csv_batch(rng, _csv_table(names, rows), done, invalid)
+
+
+def _csv_table(names: list[str], rows: list[list[str]]) -> pa.Table:
+    """Rows of text (surrogates for bytes that are not UTF-8) as the binary columns Arrow's
+    reader gives; an empty cell is missing."""
+    columns = zip(*rows) if rows else [()] * len(names)
+    return pa.table(
+        {
+            name: pa.array(
+                [v.encode('utf-8', 'surrogateescape') if v != '' else None for v in values],
+                pa.binary(),
+            )
+            for name, values in zip(names, columns)
+        }
+    )
 
 
 def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
@@ -336,7 +475,7 @@ def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
         pass
     invalid: set[int] = set()
     for column in table.columns:
-        _find_invalid_utf8(column.combine_chunks(), 0, invalid)
+        _find_invalid(column.combine_chunks(), 0, invalid)
     bad = []
     for i in sorted(invalid):
         cells = [v or b'' for v in table.slice(i, 1).to_pylist()[0].values()]
@@ -348,20 +487,26 @@ def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
     return table.filter(pa.array(keep)).cast(text_schema), bad
 
 
-def _find_invalid_utf8(column: pa.Array, offset: int, out: set[int]) -> None:
-    """Adds the indices of rows that are not valid UTF-8, by bisection: Arrow's cast checks a
-    whole array in C++ but does not say which row failed, and bad rows are rare."""
-    try:
-        column.cast(pa.string())
+def _find_invalid(column: pa.Array, offset: int, out: set[int], valid=None) -> None:
+    """Adds the indices of rows that are not valid UTF-8, by bisection: Arrow checks a whole
+    array in C++ (a cast, a full validation) but does not say which row failed, and bad rows
+    are rare. ``valid(array)`` says whether a slice is fine (default: it casts to text)."""
+    if (valid or _casts_to_text)(column):
         return
-    except pa.ArrowInvalid:
-        pass
     if len(column) == 1:
         out.add(offset)
         return
     half = len(column) // 2
-    _find_invalid_utf8(column.slice(0, half), offset, out)
-    _find_invalid_utf8(column.slice(half), offset + half, out)
+    _find_invalid(column.slice(0, half), offset, out, valid)
+    _find_invalid(column.slice(half), offset + half, out, valid)
+
+
+def _casts_to_text(column: pa.Array) -> bool:
+    try:
+        column.cast(pa.string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _decode_errors(cells: list[bytes]):
@@ -373,30 +518,69 @@ def _decode_errors(cells: list[bytes]):
 
 
 def _read_avro(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
+    """Reads an Avro container file block by block.
+
+    A record that does not decode (a string that is not UTF-8, say) costs the rest of its
+    block only: the records after it in the block cannot be found without it, so it and they
+    become dead letters one each (the block says how many it holds), and the next block is read.
+    A block that cannot be read at all (a truncated file, a broken sync marker) ends the file,
+    with one ``corrupt_file`` dead letter saying after how many records.
+    """
     index = 0
+    records: list[dict] = []
+    positions: list[int] = []
+    failures: list[tuple] = []
+
+    def batch() -> RawBatch:
+        out = RawBatch(
+            rng.uri, 'avro', list(positions), records=list(records), failures=tuple(failures)
+        )
+        records.clear()
+        positions.clear()
+        failures.clear()
+        return out
+
     with _open(rng) as f:
         try:
-            reader = fastavro.reader(f)
-            while True:
-                records = list(itertools.islice(reader, batch_rows))
-                if not records:
-                    break
-                yield RawBatch(rng.uri, 'avro', range(index, index + len(records)), records=records)
-                index += len(records)
-        except Exception as exc:  # fastavro raises many types for corrupt input
-            yield RawBatch(
-                rng.uri,
-                'avro',
-                [],
-                failures=(
-                    (
-                        'corrupt_file',
-                        f'Avro decoding failed after {index} records: {type(exc).__name__}: {exc}',
-                        b'',
-                        index,
-                    ),
-                ),
+            for block in fastavro.block_reader(f):
+                decoded = 0
+                try:
+                    for record in block:
+                        records.append(record)
+                        positions.append(index)
+                        index += 1
+                        decoded += 1
+                        if len(records) + len(failures) >= batch_rows:
+                            yield batch()
+                except Exception as exc:  # fastavro raises many types
+                    failures.extend(_avro_block_failures(block, decoded, index, exc))
+                    index += block.num_records - decoded
+                    if len(records) + len(failures) >= batch_rows:
+                        yield batch()
+        except Exception as exc:  # a header or block that cannot be read
+            failures.append(
+                (
+                    'corrupt_file',
+                    f'Avro file unreadable after {index} records: {type(exc).__name__}: {exc}',
+                    b'',
+                    index,
+                )
             )
+    if records or failures:
+        yield batch()
+
+
+def _avro_block_failures(block, decoded: int, index: int, exc: Exception) -> list[tuple]:
+    """The dead letters of an Avro block whose record ``decoded`` (``index`` in the file) does
+    not decode: that record, and each one after it in the block."""
+    error_type = 'invalid_utf8' if isinstance(exc, UnicodeDecodeError) else 'avro_decode_error'
+    where = f'in the Avro block at byte {block.offset}'
+    out = [(error_type, f'record {index} {where} does not decode: {type(exc).__name__}: {exc}')]
+    out += [
+        ('avro_decode_error', f'record {i} {where} is lost with record {index} before it')
+        for i in range(index + 1, index + block.num_records - decoded)
+    ]
+    return [(kind, message, b'', index + k) for k, (kind, message) in enumerate(out)]
 
 
 def _read_parquet(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
@@ -405,6 +589,9 @@ def _read_parquet(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
         try:
             data = io.BytesIO(f.read()) if not hasattr(f, 'seekable') or not f.seekable() else f
             parquet = pq.ParquetFile(data)
+            names = parquet.schema_arrow.names
+            if len(set(names)) != len(names):
+                raise pa.ArrowInvalid(f'repeated column names: {names}')
             groups = None
             if rng.unit == 'row_groups':
                 groups = list(range(rng.start, rng.end))
@@ -412,10 +599,9 @@ def _read_parquet(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
                 index = sum(meta.row_group(i).num_rows for i in range(rng.start))
             for record_batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups):
                 table = pa.Table.from_batches([record_batch])
-                yield RawBatch(
-                    rng.uri, 'parquet', range(index, index + table.num_rows), table=table
-                )
-                index += table.num_rows
+                table, positions, bad = _parquet_utf8(table, index)
+                yield RawBatch(rng.uri, 'parquet', positions, table=table, failures=bad)
+                index += table.num_rows + len(bad)
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
             yield RawBatch(
                 rng.uri,
@@ -430,3 +616,65 @@ def _read_parquet(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
                     ),
                 ),
             )
+
+
+def _parquet_utf8(table: pa.Table, first: int) -> tuple[pa.Table, list[int], tuple]:
+    """Takes out the rows holding strings that are not UTF-8, as failures: the Parquet reader
+    does not check them, and they would fail whatever reads them next (cleansing, rendering).
+
+    Returns:
+        ``(table, positions, failures)``: the other rows and their positions.
+    """
+    positions = range(first, first + table.num_rows)
+    try:
+        table.validate(full=True)
+        return table, positions, ()
+    except pa.ArrowInvalid:
+        pass
+    invalid: set[int] = set()
+    at_fault = []
+    for name, column in zip(table.column_names, table.columns):
+        before = len(invalid)
+        _find_invalid(column.combine_chunks(), 0, invalid, _validates)
+        if len(invalid) > before:
+            at_fault.append(name)
+    failures = [
+        (
+            'invalid_utf8',
+            f'Parquet row is not valid UTF-8 in column(s) {at_fault}',
+            orjson.dumps(_row_as_bytes(table, i), default=_bytes_as_text),
+            first + i,
+        )
+        for i in sorted(invalid)
+    ]
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[sorted(invalid)] = False
+    good = [p for p, k in zip(positions, keep) if k]
+    return table.filter(pa.array(keep)), good, tuple(failures)
+
+
+def _row_as_bytes(table: pa.Table, i: int) -> dict:
+    """Row ``i`` as Python values, with bytes for the strings that are not UTF-8 (and None for
+    nested values that hold such strings)."""
+    row = {}
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            row[name] = column[i].as_py()
+        except UnicodeDecodeError:
+            text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            row[name] = column.slice(i, 1).cast(pa.binary()).to_pylist()[0] if text else None
+    return row
+
+
+def _validates(column: pa.Array) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _bytes_as_text(value):
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'backslashreplace')  # readable; the file has the bytes
+    raise TypeError(type(value).__name__)

@@ -299,7 +299,9 @@ def ensure_event_partitions(cur, schema: str, days: list[dt.date]) -> None:
     s = ident(schema)
     for day in days:
         name = partition_name(day)
-        cur.execute('SELECT to_regclass(%s)', (f'{schema}.{name}',))
+        # Quoted as the table was created: unquoted, a mixed-case schema folds to lower case,
+        # the partition is never found, and every batch takes the lock below.
+        cur.execute('SELECT to_regclass(%s)', (f'{s}.{ident(name)}',))
         if cur.fetchone()[0] is not None:
             continue
         cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', (f'bp_partition:{schema}',))

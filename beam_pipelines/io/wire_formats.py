@@ -14,7 +14,8 @@ everything after the source is the same for every format.
 
 A record that does not decode becomes a dead letter (stage ``parse``, error type
 ``csv_decode_error`` or ``avro_decode_error``) with its raw bytes (base64 when not UTF-8), so
-nothing is dropped.
+nothing is dropped. An Avro record must fill its message: bytes left over mean another schema
+wrote it, and reading it with ours would drop (or misread) what that schema added.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import fastavro
 from beam_pipelines.columnar.batch import RawBatch
 
 __all__ = ['WireFormat']
+
+_NAMES = {'csv': 'CSV', 'avro': 'Avro'}
 
 
 class WireFormat:
@@ -78,7 +81,17 @@ class WireFormat:
                 records.append(decode(raw))
                 positions.append(position)
             except Exception as exc:  # any decoding failure becomes a dead letter
-                failures.append((f'{self.kind}_decode_error', str(exc) or repr(exc), raw, position))
+                reason = f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
+                if not raw:
+                    reason = f'an empty message ({reason})'
+                failures.append(
+                    (
+                        f'{self.kind}_decode_error',
+                        f'not a valid {_NAMES[self.kind]} record: {reason}',
+                        raw,
+                        position,
+                    )
+                )
         return RawBatch(batch.uri, self.kind, positions, records=records, failures=tuple(failures))
 
     def _csv(self, raw: bytes) -> dict:
@@ -91,11 +104,11 @@ class WireFormat:
         if self._registry is None:
             if self._parsed is None:
                 self._parsed = fastavro.parse_schema(json.loads(self._schema_text))
-            return fastavro.schemaless_reader(io.BytesIO(raw), self._parsed)
+            return _read_whole(raw, self._parsed)
         if len(raw) < 5 or raw[0] != 0:
             raise ValueError('not in the schema-registry wire format')
         (schema_id,) = struct.unpack('>I', raw[1:5])
-        return fastavro.schemaless_reader(io.BytesIO(raw[5:]), self._registry_schema(schema_id))
+        return _read_whole(raw[5:], self._registry_schema(schema_id))
 
     def _registry_schema(self, schema_id: int):
         if schema_id not in self._schemas:
@@ -104,3 +117,14 @@ class WireFormat:
                 text = json.loads(response.read())['schema']
             self._schemas[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._schemas[schema_id]
+
+
+def _read_whole(data: bytes, schema) -> dict:
+    """One Avro record that must fill the message: bytes left over mean it was written with
+    another schema (fields added at the end, say), whose data the record read would drop."""
+    buffer = io.BytesIO(data)
+    record = fastavro.schemaless_reader(buffer, schema)
+    left = len(data) - buffer.tell()
+    if left:
+        raise ValueError(f'{left} bytes left after the record: written with another schema?')
+    return record

@@ -35,11 +35,15 @@ from openlineage.client.transport.http import HttpConfig
 from openlineage.client.transport.http import HttpTransport
 
 from beam_pipelines.observability.report import MERMAID_FILE
+from beam_pipelines.redaction import redact
+from beam_pipelines.redaction import scrub
+from beam_pipelines.redaction import url_secrets
 
 __all__ = [
     'AGGREGATE_LINEAGE',
     'MERMAID_FILE',
     'Lineage',
+    'LineageError',
     'dataset_id',
     'inputs_of',
     'mermaid',
@@ -95,6 +99,10 @@ def _schema_facet(fields: list[tuple[str, str]]):
     )
 
 
+class LineageError(RuntimeError):
+    """An event could not be emitted to the HTTP endpoint (the message holds no credentials)."""
+
+
 class Lineage:
     """A run's lineage, emitted through a file or HTTP transport.
 
@@ -118,6 +126,7 @@ class Lineage:
             )
         if url:
             self._clients.append(OpenLineageClient(transport=HttpTransport(HttpConfig(url=url))))
+        self._url = url
         self.job = Job(
             namespace=namespace,
             name=job,
@@ -144,7 +153,17 @@ class Lineage:
             producer=PRODUCER,
         )
         for client in self._clients:
-            client.emit(event)
+            try:
+                client.emit(event)
+            except Exception as exc:
+                if not self._url:
+                    raise
+                # The HTTP client's errors quote the request's path ("Max retries exceeded with
+                # url: /<token>/api/v1/lineage"), and they end on stderr and in the FAIL event.
+                message = scrub(redact(f'{type(exc).__name__}: {exc}'), url_secrets(self._url))
+                raise LineageError(
+                    f'lineage endpoint {redact(self._url)}: {message}'.strip()
+                ) from None
         return event
 
     def start(self, inputs: list, outputs: list, beam_version: str) -> None:
@@ -157,10 +176,12 @@ class Lineage:
         self._emit(RunState.COMPLETE, inputs, outputs)
 
     def fail(self, inputs: list, outputs: list, error: BaseException) -> None:
+        # Redacted: the event leaves the process (a file others read, an HTTP endpoint), and an
+        # error's text may quote a connection URL.
         facet = error_message_run.ErrorMessageRunFacet(
-            message=str(error)[:2000] or type(error).__name__,
+            message=redact(str(error)[:2000]) or type(error).__name__,
             programmingLanguage='python',
-            stackTrace=''.join(traceback.format_exception(error))[-8000:],
+            stackTrace=redact(''.join(traceback.format_exception(error))[-8000:]),
         )
         self._emit(RunState.FAIL, inputs, outputs, {'errorMessage': facet})
 

@@ -12,7 +12,9 @@ same input each get one fault at a different moment, on private servers
 * ``redis_pause``: ``CLIENT PAUSE 3000 WRITE``: every writer blocks for 3 s;
 * ``bundle_failure_pg`` / ``bundle_failure_redis``: the k-th sink write succeeds, then its
   bundle fails (:mod:`~beam_pipelines.reliability.inject`), once;
-* ``sigkill``: the job is killed with SIGKILL.
+* ``sigkill``: the job is killed with SIGKILL;
+* ``sigkill_continuous``: the same in the local continuous mode (``--state_dir``, ``--every
+  1s --runs 3``), restarted on the same state; compared with a clean continuous run.
 
 A run that fails must fail loudly (non-zero exit, an error line); it is then run again, as an
 operator would, until it succeeds (at most 3 times). After the last run the figures must all
@@ -53,7 +55,9 @@ FAULTS = (
     'bundle_failure_pg',
     'bundle_failure_redis',
     'sigkill',
+    'sigkill_continuous',
 )
+_CONTINUOUS = ('--every', '1s', '--runs', '3')
 _TABLES = ('events', 'aggregates', 'dead_letters', 'anomalies')
 _VOLATILE = {'loaded_at', 'processing_time'}  # when a row was written, not what it says
 _MAX_RERUNS = 3
@@ -64,25 +68,39 @@ class Chaos:
 
     def __init__(self, pg: PrivatePostgres, rd: PrivateRedis, data: str, out: str):
         self.pg, self.rd, self.data, self.out = pg, rd, data, out
-        self.clean_seconds = 0.0
-        self.clean_redis: dict = {}  # held here: a Redis fault wipes the server
+        self.seconds: dict[str, float] = {}
+        self.redis: dict[str, dict] = {}  # held here: a Redis fault wipes the server
 
-    def flagship(self, name: str, wrapper: list[str] | None = None) -> list[str]:
+    def flagship(
+        self, name: str, wrapper: list[str] | None = None, continuous: bool = False
+    ) -> list[str]:
         module = ['-m', 'beam_pipelines.event_analytics'] if wrapper is None else wrapper
+        state = ['--state_dir', os.path.join(self.out, 'state', name), *_CONTINUOUS]
         return [
             sys.executable, *module, '--input', self.data,
             '--output_dir', os.path.join(self.out, 'runs', name),
             '--postgres_url', self.pg.url, '--pg_schema', _schema(name),
             '--redis_url', self.rd.url, '--redis_prefix', _prefix(name), '--no_report',
+            *(state if continuous else []),
         ]  # fmt: skip
 
-    def clean(self) -> None:
+    def clean(self, continuous: bool = False) -> None:
+        """The reference run (of the batch or the continuous mode), and its Redis state."""
+        name = _reference(continuous)
         started = time.monotonic()
-        run = _run(self.flagship('clean'))
+        run = _run(self.flagship(name, continuous=continuous))
         if run['exit'] != 0:
-            raise RuntimeError(f'the clean run failed: {run["stderr"][-2000:]}')
-        self.clean_seconds = time.monotonic() - started
-        self.clean_redis = redis_dump(self.rd.url, _prefix('clean'))
+            raise RuntimeError(f'the clean run {name} failed: {run["stderr"][-2000:]}')
+        self.seconds[name] = time.monotonic() - started
+        self.redis[name] = redis_dump(self.rd.url, _prefix(name))
+
+    @property
+    def clean_seconds(self) -> float:
+        return self.seconds['clean']
+
+
+def _reference(continuous: bool) -> str:
+    return 'clean_continuous' if continuous else 'clean'
 
 
 def _schema(name: str) -> str:
@@ -100,12 +118,31 @@ def _run(argv: list[str], fault=None, at: float | None = None) -> dict:
     )
     timer = None
     if fault is not None:
-        timer = threading.Timer(at, fault, args=(process,))
+        timer = threading.Timer(at, _firing(fault), args=(process,))
         timer.start()
     stdout, stderr = process.communicate(timeout=600)
+    fired = None
     if timer is not None:
+        # A fault after the job has exited is not a fault of the job: a Redis that keeps
+        # nothing on disk loses its data on any restart. Cancelled, and reported as such.
+        timer.cancel()
         timer.join()
-    return {'exit': process.returncode, 'stdout': stdout, 'stderr': stderr}
+        fired = _fired(timer)
+    return {'exit': process.returncode, 'stdout': stdout, 'stderr': stderr, 'fired': fired}
+
+
+def _firing(fault):
+    def fire(process):
+        if process.poll() is None:  # only while the job runs
+            fire.fired = True
+            fault(process)
+
+    fire.fired = False
+    return fire
+
+
+def _fired(timer: threading.Timer) -> bool:
+    return bool(getattr(timer.function, 'fired', False))
 
 
 def _injector(chaos: Chaos, kind: str, i: int):
@@ -129,7 +166,7 @@ def _injector(chaos: Chaos, kind: str, i: int):
         client.execute_command('CLIENT', 'PAUSE', 3000, 'WRITE')
         client.close()
 
-    def sigkill(process):
+    def sigkill(process):  # the job's whole process group: its workers too
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
 
@@ -144,22 +181,27 @@ def _injector(chaos: Chaos, kind: str, i: int):
         'redis_restart': redis_restart,
         'redis_pause': redis_pause,
         'sigkill': sigkill,
+        'sigkill_continuous': sigkill,
     }
     return faults[kind], None
 
 
 def run_faults(chaos: Chaos, kind: str, count: int) -> list[dict]:
     """``count`` runs with one fault each, spread over the clean run's duration."""
+    continuous = kind == 'sigkill_continuous'
+    reference = _reference(continuous)
+    if reference not in chaos.seconds:
+        chaos.clean(continuous)
     results = []
     for i in range(count):
         name = f'{kind}-{i}'
-        at = chaos.clean_seconds * (0.2 + 0.75 * (i + 0.5) / count)
+        at = chaos.seconds[reference] * (0.2 + 0.75 * (i + 0.5) / count)
         fault, wrapper = _injector(chaos, kind, i)
-        argv = chaos.flagship(name, wrapper)
+        argv = chaos.flagship(name, wrapper, continuous)
         attempts = [_run(argv, fault, at)]
         silent_loss = False
         if attempts[0]['exit'] == 0:  # success claimed: it must be complete now
-            silent_loss = not _all_zero(_figures(chaos, name))
+            silent_loss = not _all_zero(_figures(chaos, name, reference))
         while attempts[-1]['exit'] != 0 and len(attempts) <= _MAX_RERUNS:
             attempts.append(_run(argv))  # what an operator does: run it again
         first = attempts[0]
@@ -167,14 +209,16 @@ def run_faults(chaos: Chaos, kind: str, count: int) -> list[dict]:
             {
                 'run': name,
                 'fault_at_secs': round(at, 2),
+                # None: injected by the wrapper (bundle failures); False: the job had ended.
+                'fired': attempts[0]['fired'],
                 'first_exit': first['exit'],
                 # Killed by a signal (sigkill), or an error line: a failure nobody can miss.
                 'loud': first['exit'] <= 0 or _loud(first['stderr']),
                 'reruns': len(attempts) - 1,
                 'final_exit': attempts[-1]['exit'],
                 'silent_loss': silent_loss,
-                'error': _last_error(first['stderr']) if first['exit'] else None,
-                **_figures(chaos, name),
+                'error': _error(first),
+                **_figures(chaos, name, reference),
             }
         )
         _drop(chaos, name)
@@ -185,18 +229,24 @@ def _loud(stderr: str) -> bool:
     return 'error' in stderr.lower()
 
 
+def _error(run: dict) -> str | None:
+    if run['exit'] < 0:
+        return f'killed by signal {-run["exit"]}'
+    return _last_error(run['stderr']) if run['exit'] else None
+
+
 def _last_error(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if 'error' in line.lower()]
     lines = lines or stderr.strip().splitlines() or ['']
     return lines[-1][:300]
 
 
-def _figures(chaos: Chaos, name: str) -> dict:
+def _figures(chaos: Chaos, name: str, reference: str) -> dict:
     return {
         'unaccounted': _unaccounted(os.path.join(chaos.out, 'runs', name)),
         'pg_duplicates': _pg_duplicates(chaos.pg.url, _schema(name)),
-        'pg_diff_rows': pg_state_diff(chaos.pg.url, _schema('clean'), _schema(name)),
-        'redis_drift': redis_drift(chaos.clean_redis, redis_dump(chaos.rd.url, _prefix(name))),
+        'pg_diff_rows': pg_state_diff(chaos.pg.url, _schema(reference), _schema(name)),
+        'redis_drift': redis_drift(chaos.redis[reference], redis_dump(chaos.rd.url, _prefix(name))),
     }
 
 
@@ -294,6 +344,7 @@ def _drop(chaos: Chaos, name: str) -> None:
         client.delete(key)
     client.close()
     shutil.rmtree(os.path.join(chaos.out, 'runs', name), ignore_errors=True)
+    shutil.rmtree(os.path.join(chaos.out, 'state', name), ignore_errors=True)
 
 
 def summarise(kind: str, results: list[dict]) -> dict:
@@ -362,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         check=True, capture_output=True,
     )  # fmt: skip
     started = time.monotonic()
+    # A SIGTERM (make interrupted, a CI timeout) unwinds like an exception: the private
+    # servers are stopped and their directories removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with PrivatePostgres() as pg, PrivateRedis() as rd:
         chaos = Chaos(pg, rd, data, args.out)
         chaos.clean()
@@ -374,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         'events': args.events,
         'faults_per_type': args.faults,
-        'clean_run_secs': round(chaos.clean_seconds, 2),
+        'clean_run_secs': {k: round(v, 2) for k, v in chaos.seconds.items()},
         'seconds': round(time.monotonic() - started, 1),
         'summary': rows,
         'runs': details,

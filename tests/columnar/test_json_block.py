@@ -3,6 +3,9 @@ gives, refused otherwise; extra fields rendered exactly as orjson renders them."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -146,3 +149,45 @@ def test_crlf_lines_and_a_line_longer_than_a_chunk_give_what_the_lines_give(sche
     assert read_json_block(*_block(crlf), schema) is not None  # '\r' is JSON whitespace
     # A line longer than a chunk: pyarrow takes it too, and the result is the same.
     assert read_json_block(*_block([*crlf[:2], long]), schema) is not None
+
+
+def test_a_block_that_may_nest_deeper_than_the_bound_is_left_to_the_lines(schema):
+    # pyarrow's reader recurses on nesting: some 50,000 levels overflow its stack and kill the
+    # process. A line with more opening brackets than the bound never reaches it.
+    shallow = orjson.dumps({**CLEAN[0], 'note': '[' * 60})  # brackets in a string: still flat
+    deep = orjson.dumps(CLEAN[1])[:-1] + b',"x":' + b'[' * 65 + b']' * 65 + b'}'
+    assert read_json_block(*_block([orjson.dumps(CLEAN[0]), shallow]), schema) is not None
+    assert read_json_block(*_block([orjson.dumps(CLEAN[0]), deep]), schema) is None
+
+
+def test_a_line_nested_100000_deep_does_not_crash_the_block_reader(schema, tmp_path):
+    # In a child process: were the bound gone, pyarrow would take this one down with it.
+    script = tmp_path / 'deep.py'
+    script.write_text(
+        'import numpy as np\n'
+        'from beam_pipelines.columnar.json_block import read_json_block\n'
+        'from beam_pipelines.schema import Event, compile_schema\n'
+        "line = b'{\"x\":' + b'[' * 100_000 + b']' * 100_000 + b'}\\n'\n"
+        'print(read_json_block(line, np.zeros(1, np.int64), compile_schema(Event)))\n'
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == 'None'
+
+
+@pytest.mark.parametrize(
+    'line',
+    [
+        b'{"event_id":"x","note":"\xff"}',  # pyarrow does not check UTF-8 in strings
+        b'{"event_id":"\xc3"}',
+        b'{"\xff":1}',  # nor in keys
+    ],
+)
+def test_a_block_that_is_not_utf8_is_left_to_the_lines(schema, line):
+    lines = [orjson.dumps(r) for r in CLEAN[:2]] + [line]
+    assert read_json_block(*_block(lines), schema) is None
+    valid, dead = run_columnar(lines, schema, as_block=True)
+    assert valid.num_rows == 2
+    assert [d['error_type'] for d in dead] == ['invalid_utf8']

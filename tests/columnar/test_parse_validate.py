@@ -5,12 +5,17 @@ import contextlib
 import datetime as dt
 
 import orjson
+import pyarrow as pa
 import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from beam_pipelines.columnar.batch import RawBatch
+from beam_pipelines.columnar.cleanse import cleanse_table
+from beam_pipelines.columnar.parse import parse_raw_batch
+from beam_pipelines.columnar.validate import split_valid
 from beam_pipelines.dead_letter import ENVELOPE_FIELDS
 from beam_pipelines.dead_letter import decode_payload
 from beam_pipelines.schema import Event
@@ -178,3 +183,113 @@ def test_arbitrary_bytes_become_an_event_or_a_dead_letter(schema, lines):
     for envelope in dead:
         assert set(envelope) == set(ENVELOPE_FIELDS)
         assert decode_payload(envelope) in lines
+
+
+_LINE = b'{"event_id":"%s","event_type":"click","entity_id":"u1","timestamp":"2024-05-01T12:00:00Z"'
+
+
+def _line(event_id: str, rest: bytes = b'') -> bytes:
+    return (_LINE % event_id.encode()) + rest + b'}'
+
+
+@pytest.mark.parametrize('as_block', [False, True])
+def test_a_key_named_twice_is_a_dead_letter_not_a_silent_choice(schema, as_block):
+    # orjson keeps the last of two values without a word; pyarrow refuses the block.
+    lines = [
+        _line('a', b',"value":1,"value":2'),
+        _line('b', b',"n":{"x":1,"x":2}'),  # nested
+        _line('c', b',"event\\u005fid":"c2"'),  # the same key, escaped
+        _line('d', b',"note":"a:b:{c}","x":null,"y" : [1,{"z":"q:"}]'),  # colons, nulls, spaces
+        _line('e', b',"caf\\u00e9":"\\u00e9:"'),  # escapes, no repeat
+    ]
+    valid, dead = run_columnar(lines, schema, as_block=as_block)
+    assert valid.column('event_id').to_pylist() == ['d', 'e']
+    assert [(d['error_type'], d['error_message']) for d in dead] == [
+        ('duplicate_key', "key 'value' appears twice in one JSON object"),
+        ('duplicate_key', "key 'x' appears twice in one JSON object"),
+        ('duplicate_key', "key 'event_id' appears twice in one JSON object"),
+    ]
+    assert decode_payload(dead[0]) == lines[0]
+
+
+@pytest.mark.parametrize('as_block', [False, True])
+def test_json_deeper_than_orjson_writes_back_is_a_dead_letter(schema, as_block):
+    # orjson reads 1024 levels but writes 254: the extra fields' JSON could not be made.
+    deep = _line('deep', b',"x":' + b'[' * 300 + b']' * 300)
+    kept = _line('kept', b',"x":' + b'[' * 200 + b']' * 200)
+    valid, dead = run_columnar([deep, kept, _line('flat')], schema, as_block=as_block)
+    assert valid.column('event_id').to_pylist() == ['kept', 'flat']
+    assert [d['error_type'] for d in dead] == ['too_deeply_nested']
+
+
+def test_integers_beyond_2_53_are_numbers_or_timestamps_out_of_range(schema):
+    lines = [
+        _line('big', b',"value":%d' % (2**64 - 1)),
+        (_LINE % b'late').replace(b'"2024-05-01T12:00:00Z"', b'%d' % (2**63 - 1)) + b'}',
+    ]
+    for as_block in (False, True):
+        valid, dead = run_columnar(lines, schema, as_block=as_block)
+        assert valid.column('value').to_pylist() == [float(2**64 - 1)]
+        assert [d['error_type'] for d in dead] == ['invalid_timestamp']
+
+
+def _run_table(table: pa.Table, schema):
+    parsed, dead = parse_raw_batch(
+        RawBatch('mem://e.parquet', 'parquet', range(table.num_rows), table=table), schema, 't'
+    )
+    parsed = parsed._replace(table=cleanse_table(parsed.table, schema, parsed.errors))
+    valid, invalid = split_valid(parsed, schema, 't')
+    return valid, dead + invalid
+
+
+@pytest.mark.parametrize(
+    'field, column, message',
+    [
+        ('value', pa.array([True]), 'value: expected a number, got a boolean'),
+        ('value', pa.array([[1.0]]), 'value: expected a number, got an array'),
+        ('value', pa.array([{'a': 1}]), 'value: expected a number, got an object'),
+        ('value', pa.array([dt.date(2024, 5, 1)]), 'value: expected a number, got date'),
+        ('value', pa.array([b'12']), 'value: expected a number, got bytes'),
+        ('value', pa.array(['n/a'], pa.large_string()), "value: 'n/a' is not a number"),
+        ('timestamp', pa.array([10**17], pa.timestamp('ms')), 'outside [1970-01-01'),
+        ('timestamp', pa.array([2**64 - 1], pa.uint64()), 'outside [1970-01-01'),
+        ('timestamp', pa.array([[1]]), 'timestamp: expected a string or a number, got an array'),
+        ('event_id', pa.array([b'\xff'], pa.binary()), 'event_id: expected a string, got bytes'),
+    ],
+)
+def test_decoded_columns_of_any_type_are_type_errors_not_failed_casts(field, column, message):
+    # Parquet columns of types cleansing does not cast in bulk go value by value, as mixed
+    # JSON values do; and a value Python cannot hold (a timestamp in the year 3 million) is
+    # shown as its raw integer in the dead letter.
+    schema = compile_schema(Event)
+    base = {
+        'event_id': pa.array(['a']),
+        'event_type': pa.array(['click']),
+        'entity_id': pa.array(['u']),
+        'timestamp': pa.array(['2024-05-01T12:00:00Z']),
+        'value': pa.array([1.0]),
+    }
+    valid, dead = _run_table(pa.table({**base, field: column}), schema)
+    assert valid.num_rows == 0
+    assert len(dead) == 1 and message in dead[0]['error_message']
+
+
+def test_a_timestamp_column_in_ns_and_ms_is_exact_to_the_microsecond():
+    schema = compile_schema(Event)
+    for column in (
+        pa.array([1714564800123456789], pa.timestamp('ns', tz='UTC')),
+        pa.array([1714564800123], pa.timestamp('ms')),
+    ):
+        table = pa.table(
+            {'event_id': ['a'], 'event_type': ['c'], 'entity_id': ['u'], 'timestamp': column}
+        )
+        valid, dead = _run_table(table, schema)
+        micros = 1714564800123456 if column.type.unit == 'ns' else 1714564800123000
+        assert dead == []
+        assert valid.column('timestamp').cast(pa.int64()).to_pylist() == [micros]
+
+
+def test_a_long_value_is_shown_cut_in_its_error_message(schema):
+    valid, dead = run_columnar([_line('a', b',"value":"' + b'x' * 1_000_000 + b'"')], schema)
+    assert valid is None or valid.num_rows == 0
+    assert dead[0]['error_message'] == f"value: '{'x' * 76}... is not a number"

@@ -165,3 +165,17 @@ def test_wire_formats_check_their_settings():
         WireFormat('avro')
     with pytest.raises(ValueError, match='json, csv or avro'):
         WireFormat('xml')
+
+
+def test_avro_record_that_leaves_bytes_over_is_a_dead_letter():
+    # Written with another schema (a field added at the end): read with ours, the record would
+    # silently drop that field's data.
+    wire = WireFormat('avro', avro_schema=json.dumps(SCHEMA))
+    batch = wire.decode_batch(raw([avro_bytes(EVENT) + b'\x02x', b'', avro_bytes(EVENT)]))
+    assert batch.records == [EVENT]
+    assert [(f[0], f[3]) for f in batch.failures] == [
+        ('avro_decode_error', 0),
+        ('avro_decode_error', 1),
+    ]
+    assert '2 bytes left after the record' in batch.failures[0][1]
+    assert batch.failures[1][1].startswith('not a valid Avro record: an empty message')
