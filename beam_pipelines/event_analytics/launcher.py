@@ -31,7 +31,8 @@ from beam_pipelines.observability.prometheus import RunMetrics
 from beam_pipelines.observability.report import REPORT_FILE
 from beam_pipelines.observability.report import write_report
 from beam_pipelines.options import ObservabilityOptions
-from beam_pipelines.throttling import RetryPolicy
+from beam_pipelines.sync.retry import RetryPolicy
+from beam_pipelines.sync.retry import with_retries
 
 if TYPE_CHECKING:
     from beam_pipelines.event_analytics.lineage_step import RunLineage
@@ -67,15 +68,9 @@ def prepare_warehouse(config: Config) -> None:
 def _connect_with_retries(url: str):
     """A connection, retried with the sinks' backoff: a database that is restarting ("the
     database system is starting up") is not a reason to fail the run at its start."""
-    delays = RetryPolicy().delays()
-    while True:
-        try:
-            return connect(url)
-        except psycopg2.OperationalError:
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            time.sleep(delay)
+    return with_retries(
+        lambda: connect(url), RetryPolicy(), (psycopg2.OperationalError,), redact(url)
+    )
 
 
 def _migrated(url: str, schema: str, flag: str):

@@ -60,7 +60,7 @@ def with_retries(
                 'transient error on %s, retrying in %.2f s: %s',
                 what,
                 delay,
-                redact(f'{type(exc).__name__}: {exc}'.strip()),
+                redact(' '.join(f'{type(exc).__name__}: {exc}'.split())),  # one line
             )
             if on_retry is not None:
                 on_retry(exc)

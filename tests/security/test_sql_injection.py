@@ -239,11 +239,15 @@ _EVENT_ROWS = st.lists(
 )
 
 
-@settings(
+# Each example loads the real database: fewer examples, no deadline.
+_DATABASE_EXAMPLES = settings(
     max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@_DATABASE_EXAMPLES
 @given(rows=_EVENT_ROWS)
 def test_hostile_event_strings_round_trip_byte_for_byte(warehouse, rows):
     conn, schema, guard = warehouse
@@ -303,11 +307,7 @@ _DEAD_LETTERS = st.lists(
 )
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_DATABASE_EXAMPLES
 @given(envelopes=_DEAD_LETTERS)
 def test_hostile_dead_letters_round_trip_byte_for_byte(warehouse, envelopes):
     conn, schema, guard = warehouse
