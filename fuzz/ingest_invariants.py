@@ -57,14 +57,15 @@ HTTP_STATUSES = (200, 202, 400, 401, 413, 415)
 
 
 def check_topic_fill(template: str, topic: str, payload: bytes, skip=()) -> bytes:
-    """The MQTT bridge's topic fields: a payload that is not a JSON object passes unchanged;
-    an object keeps its fields and gains the topic's, and stays an object."""
+    """The MQTT bridge's topic fields: a payload that is not a JSON object, or nests deeper than
+    orjson writes back (the pipeline dead-letters it), passes unchanged; an object keeps its
+    fields and gains the topic's, and stays an object."""
     fields = TopicFields(template)
     out = fields.fill(topic, payload)
     _require(isinstance(out, bytes), 'fill-returns-bytes', type(out), skip)
     decoded = decoded_object(payload)
     found = fields.fields(topic)
-    if decoded is None or not found:
+    if decoded is None or not found or not writable(decoded):
         _require(out == payload, 'fill-keeps-other-payloads', (payload, out), skip)
         return out
     filled = orjson.loads(out)
@@ -76,6 +77,15 @@ def check_topic_fill(template: str, topic: str, payload: bytes, skip=()) -> byte
         if decoded.get(key) in (None, ''):
             _require(filled.get(key) == value, 'fill-adds-topic-fields', (key, out), skip)
     return out
+
+
+def writable(value) -> bool:
+    """Whether orjson writes ``value`` back (it reads 1024 levels deep, writes 254)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def check_payload(

@@ -19,8 +19,8 @@ from beam_pipelines.schema import FieldSpec
 
 __all__ = ['cleanse_table']
 
-_NUMBER_RE = r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$'
 _INTEGER_RE = r'^[+-]?\d+$'
+_END_SECONDS = timestamps.MAX_TIMESTAMP_US / 1e6  # the first second out of range
 _TRUE = ('true', '1', 'yes')
 _FALSE = ('false', '0', 'no')
 
@@ -58,7 +58,7 @@ def _convert(column: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
         if spec.strip or spec.kind != 'string':
             column = pc.utf8_trim_whitespace(column)
         if spec.kind == 'string':
-            return pc.utf8_lower(column) if spec.lower else column
+            return _lower(column) if spec.lower else column
         return _from_text(column, spec, errors)
     if spec.kind in ('float', 'int') and (
         pa.types.is_integer(column.type)
@@ -82,8 +82,24 @@ def _epoch_seconds(column: pa.Array) -> pa.Array:
     unit = column.type.unit
     if unit in ('us', 'ns'):
         micros = raw if unit == 'us' else pc.divide(raw, 1000)  # truncated, as RFC 3339 text is
-        return pc.divide(micros.cast(pa.float64(), safe=False), 1e6)
-    return pc.divide(raw.cast(pa.float64(), safe=False), 1.0 if unit == 's' else 1e3)
+        seconds = pc.divide(micros.cast(pa.float64(), safe=False), 1e6)
+    else:
+        seconds = pc.divide(raw.cast(pa.float64(), safe=False), 1.0 if unit == 's' else 1e3)
+    # These are seconds, not a guess: clamp to just out of range, or the seconds-or-milliseconds
+    # rule downstream would read an instant past 1e11 s (year 5138) as milliseconds.
+    return pc.min_element_wise(pc.max_element_wise(seconds, -1.0), _END_SECONDS)
+
+
+def _lower(column: pa.Array) -> pa.Array:
+    """Lower case as Python's ``str.lower`` (the model's ``to_lower``): Arrow's utf8_lower maps
+    code points one to one, which differs for a few (U+0130 to "i", not "i" + U+0307; a final
+    sigma). ASCII rows, nearly all, stay vectorised; the others go through Python."""
+    lowered = pc.ascii_lower(column)
+    other = ~_np(pc.string_is_ascii(column).fill_null(True))
+    if not other.any():
+        return lowered
+    python = [v.lower() for v in column.filter(pa.array(other)).to_pylist()]
+    return pc.replace_with_mask(lowered, pa.array(other), pa.array(python, pa.string()))
 
 
 def _from_text(text: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
@@ -96,7 +112,7 @@ def _from_text(text: pa.Array, spec: FieldSpec, errors: RowErrors) -> pa.Array:
         bad = present & ~is_true & ~is_false
         _add(errors, spec, bad, text, 'is not a boolean')
         return pa.array(is_true, mask=~(is_true | is_false))
-    ok = _np(pc.match_substring_regex(text, _NUMBER_RE)) & present
+    ok = _np(pc.match_substring_regex(text, timestamps.NUMBER_RE)) & present
     _add(errors, spec, present & ~ok, text, 'is not a number')
     numbers = pc.cast(pc.if_else(pa.array(ok), text, None), pa.float64())
     return _to_number(numbers, spec, errors)

@@ -83,6 +83,8 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
         return None
     if table.num_rows != n:  # two objects on one line
         return None
+    if not all(_sound(column) for column in table.columns):
+        return None
     known = set(schema.field_names)
     columns = {}
     for spec in schema.fields:
@@ -99,6 +101,28 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
     if schema.extra != 'ignore':
         columns[ATTRIBUTES] = render_attributes(extras)
     return pa.table(columns)
+
+
+def _sound(column: pa.ChunkedArray) -> bool:
+    """Whether a column is a valid array. pyarrow's JSON reader builds a list of lists of
+    nulls with offsets past its child (``[[null, null]]``), which fails later reads of it with
+    ArrowIndexError or worse. Only such types are checked: a full validation costs a pass."""
+    if not _holds_null_lists(column.type):
+        return True
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _holds_null_lists(kind: pa.DataType) -> bool:
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        child = kind.value_type
+        return pa.types.is_null(child) or _holds_null_lists(child)
+    if pa.types.is_struct(kind):
+        return any(_holds_null_lists(kind.field(i).type) for i in range(kind.num_fields))
+    return False
 
 
 def _may_nest_too_deep(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     'EPOCH_MS_THRESHOLD',
     'MAX_TIMESTAMP_US',
     'MIN_TIMESTAMP_US',
+    'NUMBER_RE',
     'TIMESTAMP_TYPE',
     'normalise_timestamps',
     'parse_timestamp',
@@ -34,10 +35,12 @@ EPOCH_MS_THRESHOLD = 1e11
 MIN_TIMESTAMP_US = 0
 MAX_TIMESTAMP_US = 4102444800 * 1_000_000  # 2100-01-01T00:00:00Z
 
-_NUMERIC_RE = r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$'
+NUMBER_RE = r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$'
 _RFC3339_RE = r'^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$'
-_NUMERIC = re.compile(_NUMERIC_RE)
-_RFC3339 = re.compile(_RFC3339_RE)
+# ASCII: Python's \d also takes other scripts' digits (and float() reads them), where Arrow's
+# RE2 and cast do not; the row-level twin must refuse what the vectorised path refuses.
+_NUMERIC = re.compile(NUMBER_RE, re.ASCII)
+_RFC3339 = re.compile(_RFC3339_RE, re.ASCII)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 MSG_MISSING = 'timestamp: missing'
@@ -133,7 +136,7 @@ def normalise_timestamps(values: pa.Array) -> tuple[pa.TimestampArray, dict[int,
         _numeric_to_us(values.cast(pa.float64(), safe=False), present, us, ok)
     elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         text = pc.utf8_trim_whitespace(values)
-        numeric = _mask(pc.match_substring_regex(text, _NUMERIC_RE)) & present
+        numeric = _mask(pc.match_substring_regex(text, NUMBER_RE)) & present
         rfc = _mask(pc.match_substring_regex(text, _RFC3339_RE)) & present
         if numeric.any():
             nums = pc.cast(pc.if_else(pa.array(numeric), text, None), pa.float64())

@@ -115,7 +115,14 @@ class TopicFields:
         if not isinstance(event, dict):
             return payload
         missing = {k: v for k, v in found.items() if event.get(k) in (None, '')}
-        return orjson.dumps({**event, **missing}) if missing else payload
+        if not missing:
+            return payload
+        try:
+            return orjson.dumps({**event, **missing})
+        except orjson.JSONEncodeError:
+            # Nested deeper than orjson writes back (254 levels): the pipeline dead-letters
+            # it (too_deeply_nested) whatever we add, so it goes on as received.
+            return payload
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ import orjson
 __all__ = ['JSON_LINES_TYPES', 'PayloadError', 'PayloadLimits', 'parse_batch', 'parse_single']
 
 MAX_PROBLEMS = 20  # problems listed in one error response
+MAX_DEPTH = 254  # JSON nesting orjson writes back (the pipeline's limit too)
 JSON_LINES_TYPES = ('application/x-ndjson', 'application/jsonl')
 
 
@@ -57,7 +58,7 @@ def parse_single(body: bytes, limits: PayloadLimits) -> list[bytes]:
             f'the body must be a JSON object (one event), got {_kind(value)}; send batches '
             'to /v1/events/batch'
         )
-    return [orjson.dumps(value)]  # one line, whatever the client's layout
+    return [_dumps(value, 'the event')]  # one line, whatever the client's layout
 
 
 def parse_batch(body: bytes, content_type: str, limits: PayloadLimits) -> list[bytes]:
@@ -83,7 +84,11 @@ def parse_batch(body: bytes, content_type: str, limits: PayloadLimits) -> list[b
         if not isinstance(item, dict):
             problems.append({'index': i, 'error': f'an event is a JSON object, got {_kind(item)}'})
             continue
-        raw = orjson.dumps(item)
+        try:
+            raw = _dumps(item, 'the event')
+        except PayloadError as exc:
+            problems.append({'index': i, 'error': str(exc)})
+            continue
         if len(raw) > limits.max_event_bytes:
             problems.append(
                 {'index': i, 'error': f'over {limits.max_event_bytes} bytes', 'too_large': True}
@@ -127,6 +132,15 @@ def _loads(body: bytes, what: str):
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f'the {what} is not JSON: {exc}') from None
+
+
+def _dumps(value, what: str) -> bytes:
+    # orjson reads JSON 1024 levels deep but writes only 254: a deeper event cannot be framed
+    # as one line here, and the pipeline would dead-letter it (too_deeply_nested) anyway.
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise PayloadError(f'{what} nests JSON deeper than {MAX_DEPTH} levels') from None
 
 
 def _check_count(count: int, limits: PayloadLimits) -> None:

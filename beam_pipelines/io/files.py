@@ -23,6 +23,7 @@ import fastavro
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
@@ -264,43 +265,24 @@ def _read_jsonl(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
 def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
     """Reads a CSV file with Arrow's streaming reader, block by block.
 
-    Two failures of that reader would lose the rest of the file, so they are read again:
+    A record's position is its ordinal among the file's records (0-based, the header and empty
+    lines not counted), whether it is read, or a dead letter of the wrong width or not UTF-8.
+
+    Three things Arrow's reader cannot do are done otherwise, the records already given skipped
+    (they come in file order whatever the block size, so counting them is enough):
     a row longer than the block (a huge field) fails the block, and the file is read again with
-    blocks four times larger (up to ``_MAX_CSV_BLOCK_BYTES``); a row of the wrong width that is
-    not UTF-8 fails too (Arrow cannot hand it to the invalid-row handler), and the rest of the
-    file is read with Python's ``csv`` module instead (see :func:`_csv_rows_in_python`). Either
-    way the records already given are skipped: the valid and the invalid rows each come in file
-    order whatever the block size, so counting them is enough.
+    blocks four times larger (up to ``_MAX_CSV_BLOCK_BYTES``); and a row of the wrong width, or
+    a header Arrow reads otherwise than Python's ``csv`` (a quoted name spanning lines), sends
+    the rest of the file to Python's ``csv`` module (see :func:`_csv_rows_in_python`): Arrow's
+    invalid-row handler gives a row's line number, not how many good rows came before it in
+    its block, so it cannot say the row's position (and it cannot hand over a row not UTF-8).
     """
-    with _open(rng) as f:
-        header = f.readline()
-    if not header:
+    names, failure = _csv_header(rng)
+    if failure is not None:
+        yield RawBatch(rng.uri, 'csv', [], failures=(failure,))
+        return
+    if names is None:
         return  # an empty file: no header, and no records to lose
-    try:
-        names = next(csv.reader([header.decode('utf-8-sig')]))  # a BOM is not a name
-    except (UnicodeDecodeError, StopIteration, csv.Error) as exc:
-        yield RawBatch(
-            rng.uri,
-            'csv',
-            [],
-            failures=(('corrupt_file', f'unreadable CSV header: {exc}', header, 0),),
-        )
-        return
-    if not names or len(set(names)) != len(names):
-        yield RawBatch(
-            rng.uri,
-            'csv',
-            [],
-            failures=(
-                (
-                    'corrupt_file',
-                    f'CSV header has empty or repeated column names: {names}',
-                    header,
-                    0,
-                ),
-            ),
-        )
-        return
     done = _CsvProgress()
     block = _CSV_BLOCK_BYTES
     while True:
@@ -315,58 +297,56 @@ def _read_csv(rng: FileRange, batch_rows: int) -> Iterator[RawBatch]:
         if isinstance(error, pa.ArrowInvalid) and 'straddl' not in str(error):
             yield from _csv_rows_in_python(rng, names, batch_rows, done)
             return
-        yield RawBatch(
-            rng.uri,
-            'csv',
-            [],
-            failures=(
-                (
-                    'corrupt_file',
-                    f'CSV read failed after {done.rows + done.invalid} records: {error}',
-                    b'',
-                    done.rows,
-                ),
-            ),
-        )
+        message = f'CSV read failed after {done.records} records: {error}'
+        yield RawBatch(rng.uri, 'csv', [], failures=(('corrupt_file', message, b'', done.records),))
         return
 
 
+def _csv_header(rng: FileRange) -> tuple[list[str] | None, tuple | None]:
+    """The column names as Python's ``csv`` reads them (a quoted name may span lines), or a
+    ``corrupt_file`` failure; ``(None, None)`` for an empty file."""
+    with _open(rng) as f:
+        text = io.TextIOWrapper(f, encoding='utf-8-sig', errors='surrogateescape', newline='')
+        try:
+            names = next(csv.reader(text), None)  # a BOM is not a name
+        except csv.Error as exc:
+            return None, ('corrupt_file', f'unreadable CSV header: {exc}', b'', 0)
+    if names is None:
+        return None, None
+    raw = ','.join(names).encode('utf-8', 'surrogateescape')
+    try:
+        raw.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        return None, ('corrupt_file', f'unreadable CSV header: {exc}', raw, 0)
+    if not names or len(set(names)) != len(names):
+        message = f'CSV header has empty or repeated column names: {names}'
+        return None, ('corrupt_file', message, raw, 0)
+    return names, None
+
+
 class _CsvProgress:
-    """What a CSV read has given so far: table rows (with the rows not UTF-8 among them) and
-    rows of the wrong width, each in file order."""
+    """How many of a CSV file's records a read has given (read or dead letters), in order."""
 
     def __init__(self):
-        self.rows = 0
-        self.invalid = 0
+        self.records = 0
+
+
+class _OtherHeader(pa.ArrowInvalid):
+    """Arrow reads the header otherwise than Python's ``csv``: the file goes to the latter."""
 
 
 def _csv_rows_in_arrow(
     rng: FileRange, names: list[str], batch_rows: int, block: int, done: _CsvProgress
 ) -> Iterator[RawBatch]:
-    """The records of a CSV file after those ``done`` counts, with Arrow's reader."""
-    skip_rows, skip_invalid = done.rows, done.invalid
-    invalid: list[tuple] = []
-
-    def on_invalid(row) -> str:
-        nonlocal skip_invalid
-        if skip_invalid:
-            skip_invalid -= 1  # given by an earlier read
-        else:
-            invalid.append(
-                (
-                    'csv_row_error',
-                    f'expected {row.expected_columns} columns, got {row.actual_columns}',
-                    row.text,
-                    row.number,
-                )
-            )
-        return 'skip'
-
+    """The records of a CSV file after those ``done`` counts, with Arrow's reader, up to the
+    first row of the wrong width: Arrow fails on it (no invalid-row handler: see
+    :func:`_read_csv`; pyarrow would also decode the row for the handler, and print a
+    traceback when it is not UTF-8)."""
+    skip = done.records
     with _open(rng) as f:
         reader = pacsv.open_csv(
             f,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.binary() for name in names},
                 # Only an empty cell is missing: Arrow's default null markers ('n/a',
@@ -375,78 +355,63 @@ def _csv_rows_in_arrow(
                 strings_can_be_null=True,
             ),
         )
+        if reader.schema.names != names:
+            raise _OtherHeader(f'Arrow reads the header as {reader.schema.names}')
         for record_batch in reader:
             table = pa.Table.from_batches([record_batch])
-            if skip_rows:
-                skipped = min(skip_rows, table.num_rows)
-                table, skip_rows = table.slice(skipped), skip_rows - skipped
+            if skip:
+                skipped = min(skip, table.num_rows)
+                table, skip = table.slice(skipped), skip - skipped
             for start in range(0, table.num_rows, batch_rows):
-                yield _csv_batch(rng, table.slice(start, batch_rows), done, invalid)
-            if invalid:
-                yield _csv_batch(rng, None, done, invalid)
-    if invalid:  # found in a last block of nothing but invalid rows
-        yield _csv_batch(rng, None, done, invalid)
+                yield _csv_batch(rng, table.slice(start, batch_rows), done, [])
 
 
-def _csv_batch(rng: FileRange, chunk: pa.Table | None, done: _CsvProgress, invalid: list):
-    """A raw batch of CSV rows (and the invalid rows found so far), counted in ``done``."""
-    bad: list[tuple] = []
-    good: list[int] = []
-    if chunk is not None:
-        ordinal = done.rows
-        chunk, bad = _csv_to_text(chunk, ordinal)
-        dropped = {b[3] for b in bad}
-        positions = range(ordinal, ordinal + chunk.num_rows + len(bad))
-        good = [p for p in positions if p not in dropped]
-        done.rows += chunk.num_rows + len(bad)
-    done.invalid += len(invalid)
-    failures = tuple(invalid) + tuple(bad)
-    invalid.clear()
-    return RawBatch(rng.uri, 'csv', good, table=chunk, failures=failures)
+def _csv_batch(rng: FileRange, chunk: pa.Table, done: _CsvProgress, invalid: list):
+    """A raw batch of CSV rows, the next records of the file in order but for the ``invalid``
+    ones (already positioned), counted in ``done``."""
+    taken = {failure[3] for failure in invalid}
+    count = chunk.num_rows + len(invalid)
+    positions = [p for p in range(done.records, done.records + count) if p not in taken]
+    chunk, bad = _csv_to_text(chunk, positions)
+    dropped = {failure[3] for failure in bad}
+    good = [p for p in positions if p not in dropped]
+    done.records += count
+    return RawBatch(rng.uri, 'csv', good, table=chunk, failures=tuple(invalid) + tuple(bad))
 
 
 def _csv_rows_in_python(
     rng: FileRange, names: list[str], batch_rows: int, done: _CsvProgress
 ) -> Iterator[RawBatch]:
     """The records of a CSV file after those ``done`` counts, with Python's ``csv`` module:
-    slow, and only for the rest of a file Arrow's reader cannot read (bytes that are not UTF-8
-    are kept as surrogates, so each row is a record or a dead letter of its own)."""
-    skip_rows, skip_invalid = done.rows, done.invalid
+    slower, and only for the rest of a file Arrow's reader cannot read (bytes that are not
+    UTF-8 are kept as surrogates, so each row is a record or a dead letter of its own)."""
     rows: list[list[str | None]] = []
     invalid: list[tuple] = []
+    ordinal = -1
     with _open(rng) as f:
-        text = io.TextIOWrapper(f, encoding='utf-8', errors='surrogateescape', newline='')
+        text = io.TextIOWrapper(f, encoding='utf-8-sig', errors='surrogateescape', newline='')
         reader = csv.reader(text)
         try:
             next(reader, None)  # the header
-            for number, record in enumerate(reader, start=2):
+            for record in reader:
                 if not record:
                     continue  # an empty line, as Arrow skips them
-                raw = ','.join(record).encode('utf-8', 'surrogateescape')
+                ordinal += 1
+                if ordinal < done.records:
+                    continue  # given by Arrow's reader
                 if len(record) != len(names):
-                    if skip_invalid:
-                        skip_invalid -= 1
-                        continue
+                    raw = ','.join(record).encode('utf-8', 'surrogateescape')
                     message = f'expected {len(names)} columns, got {len(record)}'
-                    invalid.append(('csv_row_error', message, raw, number))
-                elif skip_rows:
-                    skip_rows -= 1
-                    continue
+                    invalid.append(('csv_row_error', message, raw, ordinal))
                 else:
                     rows.append(record)
                 if len(rows) + len(invalid) >= batch_rows:
                     yield _csv_batch(rng, _csv_table(names, rows), done, invalid)
-                    rows = []
+                    rows, invalid = [], []
         except Exception as exc:  # the last resort: whatever stops it, say so
-            invalid.append(
-                (
-                    'corrupt_file',
-                    f'CSV read failed after {done.rows + done.invalid + len(rows) + len(invalid)} '
-                    f'records: {exc}',
-                    b'',
-                    done.rows + len(rows),
-                )
-            )
+            position = done.records + len(rows) + len(invalid)
+            message = f'CSV read failed after {position} records: {exc}'
+            invalid.append(('corrupt_file', message, b'', position))
     if rows or invalid:
         yield _csv_batch(rng, _csv_table(names, rows), done, invalid)
 
@@ -455,18 +420,21 @@ def _csv_table(names: list[str], rows: list[list[str]]) -> pa.Table:
     """Rows of text (surrogates for bytes that are not UTF-8) as the binary columns Arrow's
     reader gives; an empty cell is missing."""
     columns = zip(*rows) if rows else [()] * len(names)
-    return pa.table(
-        {
-            name: pa.array(
-                [v.encode('utf-8', 'surrogateescape') if v != '' else None for v in values],
-                pa.binary(),
-            )
-            for name, values in zip(names, columns)
-        }
-    )
+    return pa.table({name: _csv_column(values) for name, values in zip(names, columns)})
 
 
-def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
+def _csv_column(values: tuple[str, ...]) -> pa.Array:
+    try:
+        text = pa.array(values, pa.string())  # in C++; refuses a surrogate
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        return pa.array(
+            [v.encode('utf-8', 'surrogateescape') if v != '' else None for v in values],
+            pa.binary(),
+        )
+    return pc.if_else(pc.equal(text, ''), pa.scalar(None, pa.string()), text).cast(pa.binary())
+
+
+def _csv_to_text(table: pa.Table, positions: list[int]) -> tuple[pa.Table, list[tuple]]:
     """Casts binary CSV columns to text; rows with invalid UTF-8 become failures."""
     text_schema = pa.schema([(n, pa.string()) for n in table.column_names])
     try:
@@ -481,7 +449,7 @@ def _csv_to_text(table: pa.Table, first: int) -> tuple[pa.Table, list[tuple]]:
         cells = [v or b'' for v in table.slice(i, 1).to_pylist()[0].values()]
         raw = b','.join(cells)
         reason = next(str(e) for e in _decode_errors(cells))
-        bad.append(('invalid_utf8', f'CSV row is not valid UTF-8: {reason}', raw, first + i))
+        bad.append(('invalid_utf8', f'CSV row is not valid UTF-8: {reason}', raw, positions[i]))
     keep = np.ones(table.num_rows, dtype=bool)
     keep[sorted(invalid)] = False
     return table.filter(pa.array(keep)).cast(text_schema), bad

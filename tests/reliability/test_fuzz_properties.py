@@ -8,10 +8,10 @@ row or a dead letter carrying its payload, valid rows satisfy the schema, timest
 round-trip, bodies are taken whole or refused with a 4xx, and nothing gets in without a
 secret. The block-versus-lines agreement of JSON Lines is ``tests/columnar/test_json_block.py``'s.
 
-Known bugs are pinned by the ``xfail(strict=True)`` tests at the end, one per bug (those fixed
-since stay there as regression tests); the broad properties keep clear of exactly the open
-ones' triggers (said where), so they go on checking everything else, and a fix turns its xfail
-into a failure that asks for the pin to go.
+The bugs these properties found are pinned at the end, one test each, each the smallest input
+that showed it: all fixed, so they stand as regression tests. A bug found later is pinned the
+same way first, as an ``xfail(strict=True)`` test, and the broad properties keep clear of its
+trigger (saying where) until it is fixed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import time
 import fastavro
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import example
@@ -59,9 +58,6 @@ def known_bug(examples: int) -> settings:
     return fuzz_settings(examples, report_multiple_bugs=False)
 
 
-# pyarrow's CSV reader cannot hand a non-UTF-8 row of the wrong width to the invalid-row
-# handler; the exception it swallows is reported as unraisable.
-pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 UTC = dt.UTC
 SAFE_INT = 2**53  # test_integers_beyond_2_53_are_dead_letters_not_crashes
 INT64 = st.integers(-(2**63), 2**63 - 1)  # what JSON (orjson), Avro and Parquet carry
@@ -69,18 +65,7 @@ SCHEMAS = {'event': inv.EVENT_SCHEMA, 'reading': inv.READING_SCHEMA}
 FIELDS = ('event_id', 'event_type', 'entity_id', 'timestamp', 'value', 'source')
 
 
-def _like_the_model(text: str) -> bool:
-    # Kept clear of: non-ASCII digits and '_' (test_timestamp_and_value_text_is_read_as_the_
-    # model_reads_it) and letters that Arrow lower-cases unlike Python
-    # (test_event_type_is_lower_cased_as_the_model_does).
-    return (
-        '_' not in text
-        and not any(c.isdigit() and not c.isascii() for c in text)
-        and pc.utf8_lower(pa.scalar(text)).as_py() == text.lower()
-    )
-
-
-_text = st.text(max_size=10).filter(_like_the_model)
+_text = st.text(max_size=10)
 _scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -302,19 +287,18 @@ _cells = st.sampled_from(
 )
 def test_every_csv_row_is_one_valid_row_or_one_dead_letter(header, rows, crlf):
     """Rows without quotes: each non-empty line is one record, as a row or a dead letter, and
-    a file with a good header is never given up whole. (``positions-unique`` is
-    test_csv_record_positions_are_unique's.)"""
+    a file with a good header is never given up whole."""
     newline = b'\r\n' if crlf else b'\n'
     data = newline.join([header, *rows]) + newline
     good_header = header in _GOOD_CSV_HEADERS
     expected = sum(1 for row in rows if row) if good_header else None
-    inv.check_file(data, 'csv', expected_records=expected, skip={'positions-unique'})
+    inv.check_file(data, 'csv', expected_records=expected)
 
 
 @fuzz_settings(120)
 @given(st.binary(max_size=200))
 def test_any_bytes_as_a_csv_file_are_rows_or_dead_letters(data):
-    inv.check_file(data, 'csv', skip={'positions-unique'})
+    inv.check_file(data, 'csv')
 
 
 _avro_records = st.fixed_dictionaries(
@@ -587,7 +571,7 @@ def test_the_endpoints_answer_every_request_with_a_2xx_or_a_4xx(
     ingest.check_http(ingestion, endpoint, body, headers)
 
 
-# --- Known bugs (one strict xfail each) and regressions of the ones fixed since -------------
+# --- The bugs found, each pinned by its smallest input: all fixed, now regression tests -----
 
 _CORE = b'"event_id":"a","event_type":"click","entity_id":"u1"'
 
@@ -621,13 +605,8 @@ def test_deep_extra_fields_are_kept_or_dead_lettered(depth, as_block):
     inv.check_json_lines([line], as_block=as_block)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason='BUG: a body nested 254..1023 levels deep raises TypeError "Recursion limit reached" '
-    'in ingest/payloads.py parse_single (orjson.dumps(value)) and parse_batch '
-    '(orjson.dumps(item)) instead of a 400: the service answers 500',
-)
+# Was a pinned bug, fixed (orjson.dumps of a deep body raised TypeError, a 500): now a
+# regression test.
 @known_bug(5)
 @given(st.integers(254, 1000), st.booleans())
 def test_deep_bodies_are_refused_with_a_400(depth, single):
@@ -635,13 +614,8 @@ def test_deep_bodies_are_refused_with_a_400(depth, single):
     ingest.check_payload(nested if single else b'[' + nested + b']', single=single)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason='BUG: ingest/mqtt_bridge.py TopicFields.fill re-encodes a payload nested 254..1023 '
-    'levels deep with orjson.dumps, which raises TypeError: MqttBridge._forward fails before '
-    'the acks, and the broker redelivers the same message to every restart',
-)
+# Was a pinned bug, fixed (TopicFields.fill raised TypeError re-encoding a deep payload, so
+# the broker redelivered it forever): now a regression test.
 @known_bug(5)
 @given(st.integers(254, 1000))
 def test_mqtt_topic_fields_survive_deep_payloads(depth):
@@ -676,13 +650,8 @@ def test_parquet_columns_of_any_type_are_rows_or_dead_letters(case):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=inv.InvariantViolation,
-    reason='BUG: columnar/timestamps.py parse_timestamp (row level, the pydantic model) reads '
-    'non-ASCII digits as epoch values (Python re \\d and float()), the vectorised path does not; '
-    'and the model takes value "1_000" (pydantic float) which cleansing refuses',
-)
+# Was a pinned bug, fixed (the row-level twin read other scripts' digits, the model took
+# "1_000"; both now take the vectorised grammar, ASCII only): now a regression test.
 @known_bug(10)
 @given(
     st.sampled_from(
@@ -702,13 +671,8 @@ def test_timestamp_and_value_text_is_read_as_the_model_reads_it(case):
     inv.check_json_lines([orjson.dumps(record)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=inv.InvariantViolation,
-    reason="BUG: cleansing lower-cases event_type with Arrow's utf8_lower, the model with "
-    'str.lower: U+0130 -> "i" vs "i\\u0307", final sigma -> "\\u03c3" vs "\\u03c2" '
-    '(columnar/cleanse.py:59)',
-)
+# Was a pinned bug, fixed (cleansing lower-cased non-ASCII text with Arrow's one-to-one
+# mapping, the model with str.lower; now str.lower for non-ASCII rows): now a regression test.
 @known_bug(5)
 @given(st.sampled_from(['\u0130', '\u03a3\u0391\u03a3', 'CL\u0130CK']))
 def test_event_type_is_lower_cased_as_the_model_does(event_type):
@@ -716,13 +680,8 @@ def test_event_type_is_lower_cased_as_the_model_does(event_type):
     inv.check_json_lines([orjson.dumps(record)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=inv.InvariantViolation,
-    reason='BUG: a CSV row with the wrong column count is dead-lettered with source.record = '
-    "pyarrow's 1-based line number (header included), valid rows and invalid_utf8 rows with a "
-    '0-based record ordinal (io/files.py:_read_csv on_invalid), so two outputs name one record',
-)
+# Was a pinned bug, fixed (a wrong-width row was positioned by line number, the others by
+# ordinal; now every position is the record's ordinal): now a regression test.
 @known_bug(10)
 @given(st.integers(2, 6))
 def test_csv_record_positions_are_unique(good_rows):
@@ -737,7 +696,7 @@ def test_csv_record_positions_are_unique(good_rows):
 def test_a_bad_csv_row_does_not_lose_the_file(good_rows, bad):
     good = b'a,click,u,1714564800,1\n'
     data = b'event_id,event_type,entity_id,timestamp,value\n' + good * good_rows + bad + b'\n'
-    inv.check_file(data, 'csv', expected_records=good_rows + 1, skip={'positions-unique'})
+    inv.check_file(data, 'csv', expected_records=good_rows + 1)
 
 
 # Was a pinned bug, fixed (_read_jsonl counts complete lines only): now a regression test.
@@ -765,14 +724,8 @@ def test_a_non_utf8_byte_in_a_json_lines_file_is_a_dead_letter(where):
     inv.check_json_lines([line], as_block=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=inv.InvariantViolation,
-    reason='BUG: cleansing turns a native timestamp column into epoch seconds and sends it '
-    'through the seconds-or-milliseconds guess (columnar/cleanse.py _convert/_epoch_seconds -> '
-    'timestamps.normalise_timestamps): an instant past 1e11 s (year 5138) is read as '
-    'milliseconds, so timestamp[us] 10**18 (year 33658) becomes a valid 2001-09-09T01:46:40Z',
-)
+# Was a pinned bug, fixed (native timestamps went through the seconds-or-milliseconds guess;
+# now clamped to just out of range first): now a regression test.
 @known_bug(5)
 @given(st.sampled_from([10**12, 2 * 10**11, 5 * 10**11]), st.sampled_from(['us', 'ms']))
 def test_native_timestamps_keep_their_instant(seconds, unit):
@@ -799,28 +752,18 @@ def test_int_fields_beyond_2_53_are_dead_letters_not_crashes(number):
     inv.check_json_lines([line], inv.READING_SCHEMA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, UnicodeDecodeError),
-    reason='BUG: _read_csv (io/files.py) takes the column names from the first physical line '
-    "(f.readline() + Python's csv) while pyarrow reads a quoted header name spanning lines: "
-    'the names differ, the columns are not read as binary, and _csv_to_text raises TypeError '
-    "(b','.join of int/str cells) or, for a non-UTF-8 header, UnicodeDecodeError "
-    '(table.column_names): the whole read fails instead of dead letters',
-)
+# Was a pinned bug, fixed (the header was read from the first physical line; now with
+# Python's csv, and Arrow reading it otherwise sends the file to Python's csv): now a
+# regression test.
 @known_bug(5)
 @given(st.sampled_from([b'"a\nb",c\n\xff,1\n', b'"a\nb",c\nx,\xff\n', b'"a\n\x94"\n1\n']))
 def test_a_csv_header_name_spanning_lines_is_read_or_refused(data):
-    inv.check_file(data, 'csv', skip={'positions-unique'})
+    inv.check_file(data, 'csv')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pa.ArrowIndexError,
-    reason="BUG: pyarrow 25's JSON reader builds an invalid array for a list of lists of nulls "
-    '(list offsets past the child array); columnar/json_block.py read_json_block takes the '
-    'block and combine_chunks() raises ArrowIndexError for a schema field, failing the batch',
-)
+# Was a pinned bug, fixed (read_json_block took pyarrow's invalid list-of-null-lists array;
+# such columns are validated, and an invalid one sends the block line by line): now a
+# regression test.
 @known_bug(5)
 @given(st.sampled_from([b'[[null,null]]', b'[[null,null,null]]', b'[[1,2],[null,null]]']))
 def test_nested_lists_in_a_json_lines_file_are_dead_letters(value):
