@@ -122,7 +122,7 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
     try:
         return run(argv)
     except UsageError as exc:
-        message = ' '.join(str(exc).split())  # one line, even for multi-line driver messages
+        message = redact(' '.join(str(exc).split()))  # one line, even for driver messages
         print(f'{prog}: error: {message}', file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -133,7 +133,8 @@ def main(prog: str, run: Callable[[list[str]], int], argv: list[str] | None = No
             raise
         # The whole message on one line: drivers' messages end with a line of their own
         # ("... [while running 'Step']") and a last line alone can be empty of the cause.
-        message = ' '.join(str(exc).split())[:_MAX_MESSAGE] or type(exc).__name__
+        # Redacted: a driver's message may quote the connection URL it failed on.
+        message = redact(' '.join(str(exc).split()))[:_MAX_MESSAGE] or type(exc).__name__
         print(
             f'{prog}: error: pipeline failed: {type(exc).__name__}: {message}\n'
             f'(set BEAM_PIPELINES_DEBUG=1 for the traceback)',

@@ -39,6 +39,8 @@ from apache_beam.utils.timestamp import Timestamp
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.redaction import redact
+from beam_pipelines.redaction import scrub
+from beam_pipelines.redaction import url_secrets
 from beam_pipelines.throttling import RetryPolicy
 from beam_pipelines.throttling import retry_after_secs
 
@@ -245,7 +247,9 @@ def post_json(session, url: str, body: dict, retry: RetryPolicy, timeout: float,
             if response.status_code < 300:
                 return None
             if response.status_code != 429 and response.status_code < 500:
-                return f'HTTP {response.status_code}: {response.text[:200]}'
+                # The body may quote the path asked for, and a webhook's path is its secret.
+                text = scrub(response.text[:200], url_secrets(url, capability=True))
+                return f'HTTP {response.status_code}: {text}'
             problem, wait = (
                 f'HTTP {response.status_code}',
                 retry_after_secs(response.headers.get('Retry-After')),

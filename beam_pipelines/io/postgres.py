@@ -64,7 +64,8 @@ _TRANSIENT = (
     psycopg2.errors.SerializationFailure,
     psycopg2.errors.DeadlockDetected,
 )
-_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+_IDENTIFIER = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')  # fullmatch: '$' takes a final newline
+_MAX_IDENTIFIER = 63  # NAMEDATALEN - 1
 
 
 def connect(url: str | None, **kwargs) -> psycopg2.extensions.connection:
@@ -97,9 +98,11 @@ def _scrub(message: str, url: str | None) -> str:
 
 
 def ident(name: str) -> str:
-    """Quotes a plain identifier; anything but ``[A-Za-z_][A-Za-z0-9_]*`` is refused."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f'not a plain SQL identifier: {name!r}')
+    """Quotes a plain identifier; anything but ``[A-Za-z_][A-Za-z0-9_]*`` of at most 63
+    bytes is refused (PostgreSQL would silently truncate a longer one, so two long names
+    could name one table)."""
+    if not _IDENTIFIER.fullmatch(name) or len(name) > _MAX_IDENTIFIER:
+        raise ValueError(f'not a plain SQL identifier of at most 63 bytes: {name!r}')
     return f'"{name}"'
 
 

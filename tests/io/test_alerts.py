@@ -12,6 +12,7 @@ import threading
 import apache_beam as beam
 import pyarrow as pa
 import pytest
+import requests
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
@@ -20,6 +21,7 @@ from beam_pipelines.anomaly.shard import score_schema
 from beam_pipelines.io.alerts import SendAlerts
 from beam_pipelines.io.alerts import alert_body
 from beam_pipelines.io.alerts import in_cooldown
+from beam_pipelines.io.alerts import post_json
 from beam_pipelines.throttling import RetryPolicy
 
 KEYS = ('entity_id', 'event_type')
@@ -30,6 +32,7 @@ class Hook:
     def __init__(self):
         self.bodies: list[dict] = []
         self.failures: list[int] = []  # statuses to answer first
+        self.echo = False  # a failure's body quotes the path asked for, as real servers do
         self.lock = threading.Lock()
 
 
@@ -50,6 +53,8 @@ def webhook(hook: Hook):
             if retry_after:
                 self.send_header('Retry-After', retry_after)
             self.end_headers()
+            if status != 200 and hook.echo:
+                self.wfile.write(f'no such hook: {self.path}'.encode())
 
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -143,6 +148,16 @@ def test_undeliverable_alerts_become_dead_letters():
             equal_to([('sink', 'alert_failed', 'HTTP 500 after 3 attempts')]),
         )
     assert hook.bodies == []
+
+
+def test_a_refusal_quoting_the_webhook_path_does_not_leak_its_token():
+    token = 'T0KEN0f0rTheHook1234'
+    hook = Hook()
+    hook.failures, hook.echo = [404], True
+    with webhook(hook) as url, requests.Session() as session:
+        error = post_json(session, f'{url}/{token}?sig=s1gnature9', {}, RetryPolicy(1, 0.0), 5)
+    assert error.startswith('HTTP 404: no such hook: /hook/')
+    assert token not in error and 's1gnature9' not in error
 
 
 @pytest.mark.parametrize('kwargs', [dict(url='ftp://x'), dict(url='http://x', fmt='xml')])

@@ -597,3 +597,16 @@ def test_scrub_takes_every_form_of_a_urls_secrets_out_of_a_record():
     assert S not in text and 'short1' not in text
     assert clean['payload'] == 'untouched' and clean['source']['offset'] == 3
     assert url_secrets(f'postgresql://u:{S}@h/db') == [S]
+
+
+@pytest.mark.parametrize('error', [cli.UsageError, RuntimeError])
+def test_the_cli_masks_a_url_an_error_quotes(capsys, error):
+    """A driver's or library's message may quote the URL it failed on, password and all."""
+
+    def run(argv):
+        raise error(f'could not reach\npostgresql://root:{S}@db:5432/x')
+
+    code = cli.main('prog', run, [])
+    err = capsys.readouterr().err
+    assert code != 0 and S not in err
+    assert 'could not reach postgresql://root:***@db:5432/x' in err
