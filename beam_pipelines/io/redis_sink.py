@@ -297,13 +297,23 @@ class _WriteAggregatesFn(beam.DoFn):
         if table.num_rows == 0:
             return
         started = time.monotonic()
-        if self._accumulation is not None:
-            sent = self._write_panes(table)
-        else:
-            sent = self._write_series(table) + self._write_latest(_latest_per_key(table))
+        try:
+            sent = self._write(table)
+        except redis.exceptions.NoScriptError:
+            # Redis lost its script cache (it restarted) between a pipeline loading the scripts
+            # and running them, which the client's retry does not redo. Every write here is
+            # idempotent, so the batch is written again, the scripts loaded first. (A restart
+            # that lost data fails the run at its end: see the launcher's run_id check.)
+            self._retries.inc()
+            sent = self._write(table)
         self._latency.update(int((time.monotonic() - started) * 1000))
         self._ops.inc(sent)
         yield sent
+
+    def _write(self, table: pa.Table) -> int:
+        if self._accumulation is not None:
+            return self._write_panes(table)
+        return self._write_series(table) + self._write_latest(_latest_per_key(table))
 
     def _write_series(self, table: pa.Table) -> int:
         """One script call per (entity, type) with all its windows of the batch (see

@@ -113,6 +113,28 @@ def test_writes_are_idempotent_and_latest_never_rolls_back(client, prefix):
     assert 0 < client.ttl(layout.series('u1', 'click')) <= 3600
 
 
+def test_a_script_cache_emptied_mid_write_is_written_again(client, prefix, monkeypatch):
+    """A Redis restart between a pipeline loading its scripts and running them (NOSCRIPT,
+    which the client's own retry does not redo): the batch is written again, whole."""
+    load = redis.client.Pipeline.load_scripts
+    flushed = []
+
+    def load_then_lose_them(pipe):
+        load(pipe)
+        if not flushed:
+            flushed.append(True)
+            client.script_flush()  # what a restart does to the cache
+
+    monkeypatch.setattr(redis.client.Pipeline, 'load_scripts', load_then_lose_them)
+    layout = RedisLayout(prefix=prefix, ttl_secs=3600, series_length=10)
+    batch = aggregates([('u1', 'click', 5, 2, 10), ('u2', 'view', 5, 3, 9)])
+    write([batch], layout)
+    assert flushed
+    assert client.hget(layout.latest('u1', 'click'), 'sum') == b'10.0'
+    assert client.hget(layout.latest('u2', 'view'), 'sum') == b'9.0'
+    assert len(client.zrange(layout.series('u2', 'view'), 0, -1)) == 1
+
+
 def test_series_are_trimmed_with_their_data(client, prefix):
     layout = RedisLayout(prefix=prefix, series_length=3, chunk=4)
     write([aggregates([('u', 't', m, 1, m) for m in range(10)])], layout)
