@@ -20,6 +20,8 @@ from apache_beam.metrics import Metrics
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from beam_pipelines.io.redis_sink import again_on_noscript
+
 __all__ = ['WriteFeaturesToRedis', 'feature_key']
 
 NAMESPACE = 'beam_pipelines'
@@ -87,20 +89,22 @@ class _WriteLatestFn(beam.DoFn):
                 last[entity] = i  # the latest row (the last one among equal times)
         names = [c for c in table.column_names if c not in ('entity_id', 'event_time')]
         rows = table.take(list(last.values())).to_pylist()
-        pipe = self._client.pipeline(transaction=False)
+        calls = []
         for row, i in zip(rows, last.values(), strict=True):
             fields = []
             for name in names:
                 fields += [name, _text(row[name])]
             us = times[i]  # exact microseconds, not through a float
-            self._script(
-                keys=[feature_key(self._prefix, row['entity_id'])],
-                args=[us, self._ttl, *fields],
-                client=pipe,
-            )
-        pipe.execute()
+            calls.append(([feature_key(self._prefix, row['entity_id'])], [us, self._ttl, *fields]))
+        again_on_noscript(lambda: self._write(calls), lambda: None)  # replace-if-newer: idempotent
         self._written.inc(len(rows))
         yield len(rows)
+
+    def _write(self, calls: list) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
+            self._script(keys=keys, args=args, client=pipe)
+        pipe.execute()
 
 
 def _text(value) -> str:

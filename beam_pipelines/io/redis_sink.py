@@ -20,6 +20,8 @@ import dataclasses
 import itertools
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import apache_beam as beam
 import numpy as np
@@ -31,7 +33,9 @@ from apache_beam.metrics import Metrics
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-__all__ = ['RedisLayout', 'WriteToRedis', 'server_run_id']
+__all__ = ['RedisLayout', 'WriteToRedis', 'again_on_noscript', 'server_run_id']
+
+T = TypeVar('T')
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = 'beam_pipelines'
@@ -266,6 +270,18 @@ class WriteToRedis(beam.PTransform):
         )
 
 
+def again_on_noscript(write: Callable[[], T], on_retry: Callable[[], None]) -> T:
+    """Runs an idempotent pipelined ``write``, once more if it meets NOSCRIPT: Redis lost its
+    script cache (it restarted) between the pipeline loading its scripts and running them, which
+    the client's own retry does not redo; the second time loads them first. (A restart that lost
+    data fails the run at its end: see the launcher's ``run_id`` check.)"""
+    try:
+        return write()
+    except redis.exceptions.NoScriptError:
+        on_retry()
+        return write()
+
+
 class _WriteAggregatesFn(beam.DoFn):
     def __init__(self, url: str, layout: RedisLayout, accumulation: str | None = None):
         self._url = url
@@ -297,15 +313,7 @@ class _WriteAggregatesFn(beam.DoFn):
         if table.num_rows == 0:
             return
         started = time.monotonic()
-        try:
-            sent = self._write(table)
-        except redis.exceptions.NoScriptError:
-            # Redis lost its script cache (it restarted) between a pipeline loading the scripts
-            # and running them, which the client's retry does not redo. Every write here is
-            # idempotent, so the batch is written again, the scripts loaded first. (A restart
-            # that lost data fails the run at its end: see the launcher's run_id check.)
-            self._retries.inc()
-            sent = self._write(table)
+        sent = again_on_noscript(lambda: self._write(table), self._retries.inc)
         self._latency.update(int((time.monotonic() - started) * 1000))
         self._ops.inc(sent)
         yield sent
