@@ -408,6 +408,9 @@ def _column(values: list, spec: FieldSpec, errors: RowErrors) -> pa.Array:
         # Strings mixed with numbers (the usual dirty timestamp or value) would fail inference
         # after a full pass: one pass over the types sends them straight to the mixed path.
         present = set(map(type, values))
+        if spec.kind != 'bool' and bool in present and (int in present or float in present):
+            # Arrow infers [0.0, false] as doubles, 0 and 0: each boolean must be a type error.
+            return _mixed_column_slow(values, spec, errors)
         if str in present and (int in present or float in present):
             return _mixed_column(values, spec, errors)
     try:

@@ -8,6 +8,7 @@ import orjson
 import pyarrow as pa
 import pydantic
 import pytest
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -153,6 +154,16 @@ _records = st.fixed_dictionaries(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_records, min_size=1, max_size=8))
+# Found by this property: Arrow read [0.0, false] as two doubles, so a boolean timestamp next
+# to a number passed as 1970-01-01.
+@example(
+    [
+        {'event_id': 'a', 'event_type': 't', 'entity_id': 'u', 'timestamp': 0.0},
+        {'event_id': 'b', 'event_type': 't', 'entity_id': 'u', 'timestamp': False},
+        {'event_id': 'c', 'event_type': 't', 'entity_id': 'u', 'timestamp': 1, 'value': True},
+        {'event_id': 'd', 'event_type': 't', 'entity_id': 'u', 'timestamp': 2, 'value': 1.5},
+    ]
+)
 def test_vectorised_validation_agrees_with_the_pydantic_model(schema, records):
     """Each record is valid in the columnar path exactly when the pydantic model accepts it."""
     valid, dead = run_columnar(records, schema)
