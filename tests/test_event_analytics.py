@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -239,3 +240,30 @@ def test_compressed_and_mixed_formats_in_one_glob(tmp_path, records):
     assert summary['counts']['read'] == 2 * refs[0]['read'] + refs[1]['read']
     assert summary['counts']['valid'] == len(refs[0]['event_ids'] | refs[1]['event_ids'])
     assert summary['balanced']
+
+
+def test_the_dedup_shuffle_spills_to_a_temporary_directory_removed_after(
+    tmp_path, records, monkeypatch
+):
+    """On the DirectRunner the dedup shuffle goes through files (it would sit in memory,
+    several copies at once): they are in a temporary directory that is gone after the run."""
+    from beam_pipelines.event_analytics import launcher
+
+    temp = tmp_path / 'tmp'
+    temp.mkdir()
+    monkeypatch.setattr('tempfile.tempdir', str(temp))
+    spilled = []
+    build = launcher.build_pipeline
+
+    def spy(pipeline, config):
+        spilled.append(config.spill_dir)
+        spilled.append(os.path.isdir(config.spill_dir))
+        return build(pipeline, config)
+
+    monkeypatch.setattr(launcher, 'build_pipeline', spy)
+    path = tmp_path / 'events.jsonl'
+    write_events(records, str(path), 'jsonl')
+    code, _, summary = _launch(tmp_path, path)
+    assert code == 0 and summary['balanced'] is True
+    assert spilled[0] is not None and spilled[0].startswith(str(temp)) and spilled[1]
+    assert not os.path.exists(spilled[0])

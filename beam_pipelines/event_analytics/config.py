@@ -113,6 +113,7 @@ class Config:
     quality: QualityConfig | None = None
     gdpr: GdprConfig | None = None
     report: bool = True
+    spill_dir: str | None = None  # the DirectRunner's dedup shuffle on disk (set by the launcher)
 
     @property
     def part_prefix(self) -> str:
@@ -223,7 +224,7 @@ class Config:
         streaming = bool(options.view_as(StandardOptions).streaming)
         every = _every_secs(trig)
         runner = str(options.view_as(StandardOptions).runner or 'DirectRunner')
-        if streaming and runner.split('.')[-1] in _LOCAL_RUNNERS:
+        if streaming and runner.split('.')[-1] in LOCAL_RUNNERS:
             raise cli.UsageError(
                 "--streaming needs a streaming runner (Flink, Dataflow): Beam's Python "
                 'DirectRunner does not hold the watermark for user timers, so panes fired at the '
@@ -326,7 +327,7 @@ def _source_uri(src, inp, rd) -> str:
     return inp.input
 
 
-_LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
+LOCAL_RUNNERS = ('DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
 
 
 def _every_secs(trig) -> float | None:

@@ -3,8 +3,11 @@ interval, print each run's summary."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import sys
+import tempfile
 import time
 from typing import TYPE_CHECKING
 from typing import Any
@@ -12,8 +15,10 @@ from typing import Any
 import apache_beam as beam
 import psycopg2
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
 
 from beam_pipelines import cli
+from beam_pipelines.event_analytics.config import LOCAL_RUNNERS
 from beam_pipelines.event_analytics.config import PIPELINE_NAME
 from beam_pipelines.event_analytics.config import Config
 from beam_pipelines.event_analytics.pipeline import build_pipeline
@@ -155,6 +160,24 @@ def _metrics(options) -> RunMetrics | None:
 
 
 def _run(options, config: Config, metrics: RunMetrics | None) -> int:
+    with _spill_dir(options, config) as spill:
+        return _run_with(options, dataclasses.replace(config, spill_dir=spill), metrics)
+
+
+@contextlib.contextmanager
+def _spill_dir(options, config: Config):
+    """A temporary directory for the dedup shuffle of a bounded run on the DirectRunner (see
+    ``DeduplicateEvents``: it holds a shuffle in memory, several copies at once), removed
+    after the run whatever happens; None elsewhere."""
+    runner = str(options.view_as(StandardOptions).runner or 'DirectRunner').split('.')[-1]
+    if runner not in LOCAL_RUNNERS or config.panes:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix='beam_pipelines-shuffle-') as spill:
+        yield spill
+
+
+def _run_with(options, config: Config, metrics: RunMetrics | None) -> int:
     prepare_warehouse(config)
     if config.state_dir is None:
         clear_outputs(config)

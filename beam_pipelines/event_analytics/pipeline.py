@@ -125,7 +125,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
         late, retractions = stream.late, stream.retractions
     else:
         deduplicated = clean | 'Deduplicate' >> DeduplicateEvents(
-            config.num_shards, shard_by=KEY_COLUMNS
+            config.num_shards, shard_by=KEY_COLUMNS, spill_dir=config.spill_dir
         )
         events, duplicates = deduplicated.events, deduplicated.duplicates
         aggregates = events | 'Aggregate' >> AggregateWindows(

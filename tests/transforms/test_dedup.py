@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
@@ -11,7 +12,8 @@ from apache_beam.testing.util import equal_to
 from beam_pipelines.transforms.dedup import DeduplicateEvents
 
 
-def test_deduplicate_keeps_first_copy_across_batches():
+@pytest.mark.parametrize('spill', [False, True], ids=['in-memory shuffle', 'spilled shuffle'])
+def test_deduplicate_keeps_first_copy_across_batches(tmp_path, spill):
     def table(ids, uri, first):
         return pa.table(
             {
@@ -23,7 +25,11 @@ def test_deduplicate_keeps_first_copy_across_batches():
 
     tables = [table(['a', 'b', 'a'], 'f1', 0), table(['b', 'c'], 'f0', 10), table(['a'], 'f0', 99)]
     with TestPipeline() as p:
-        result = p | beam.Create(tables) | 'Dedup' >> DeduplicateEvents(num_shards=3)
+        result = (
+            p
+            | beam.Create(tables)
+            | 'Dedup' >> DeduplicateEvents(num_shards=3, spill_dir=str(tmp_path) if spill else None)
+        )
         kept = result.events | beam.FlatMap(
             lambda t: [(r['event_id'], r['_uri'], r['_pos']) for r in t.to_pylist()]
         )
@@ -32,3 +38,5 @@ def test_deduplicate_keeps_first_copy_across_batches():
         )
         total = result.duplicates | beam.CombineGlobally(sum)
         assert_that(total, equal_to([3]), label='Duplicates')
+    # Spilled, only paths crossed the shuffle: the rows went through files in the directory.
+    assert bool(list(tmp_path.glob('*.arrow'))) == spill
