@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import re
 import types
 import typing
 from typing import Annotated
@@ -48,8 +47,6 @@ ATTRIBUTES = 'attributes'
 class SchemaError(ValueError):
     """A model that cannot serve as an event schema, or a ``--schema`` that does not load."""
 
-
-_NUMBER = re.compile(timestamps.NUMBER_RE, re.ASCII)
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
@@ -92,7 +89,7 @@ class Event(BaseModel):
             text = value.strip()
             # The vectorised path's grammar: float() alone also takes "1_000", "inf" and
             # other scripts' digits.
-            if text and not _NUMBER.match(text):
+            if text and not timestamps.NUMBER.match(text):
                 raise ValueError(f'value: {text!r} is not a number')
             return text or None
         return value

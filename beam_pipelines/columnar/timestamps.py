@@ -24,6 +24,7 @@ __all__ = [
     'EPOCH_MS_THRESHOLD',
     'MAX_TIMESTAMP_US',
     'MIN_TIMESTAMP_US',
+    'NUMBER',
     'NUMBER_RE',
     'TIMESTAMP_TYPE',
     'normalise_timestamps',
@@ -39,7 +40,7 @@ NUMBER_RE = r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$'
 _RFC3339_RE = r'^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$'
 # ASCII: Python's \d also takes other scripts' digits (and float() reads them), where Arrow's
 # RE2 and cast do not; the row-level twin must refuse what the vectorised path refuses.
-_NUMERIC = re.compile(NUMBER_RE, re.ASCII)
+NUMBER = re.compile(NUMBER_RE, re.ASCII)  # the row-level matcher of NUMBER_RE
 _RFC3339 = re.compile(_RFC3339_RE, re.ASCII)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -85,7 +86,7 @@ def parse_timestamp(value: object) -> dt.datetime:
         us = _epoch_to_us(float(value))
     elif isinstance(value, str):
         text = value.strip()
-        if _NUMERIC.match(text):
+        if NUMBER.match(text):
             us = _epoch_to_us(float(text))
         elif _RFC3339.match(text):
             us = _rfc3339_to_us(text)

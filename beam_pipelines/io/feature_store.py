@@ -96,7 +96,7 @@ class _WriteLatestFn(beam.DoFn):
                 fields += [name, _text(row[name])]
             us = times[i]  # exact microseconds, not through a float
             calls.append(([feature_key(self._prefix, row['entity_id'])], [us, self._ttl, *fields]))
-        again_on_noscript(lambda: self._write(calls), lambda: None)  # replace-if-newer: idempotent
+        again_on_noscript(lambda: self._write(calls))  # replace-if-newer: idempotent
         self._written.inc(len(rows))
         yield len(rows)
 

@@ -369,14 +369,21 @@ def _csv_rows_in_arrow(
 def _csv_batch(rng: FileRange, chunk: pa.Table, done: _CsvProgress, invalid: list):
     """A raw batch of CSV rows, the next records of the file in order but for the ``invalid``
     ones (already positioned), counted in ``done``."""
-    taken = {failure[3] for failure in invalid}
     count = chunk.num_rows + len(invalid)
-    positions = [p for p in range(done.records, done.records + count) if p not in taken]
+    positions = _without(range(done.records, done.records + count), invalid)
     chunk, bad = _csv_to_text(chunk, positions)
-    dropped = {failure[3] for failure in bad}
-    good = [p for p in positions if p not in dropped]
+    good = _without(positions, bad)
     done.records += count
     return RawBatch(rng.uri, 'csv', good, table=chunk, failures=tuple(invalid) + tuple(bad))
+
+
+def _without(positions, failures: list) -> list[int]:
+    """``positions`` less those of ``failures``; no per-row check when there are none (the
+    usual batch of Arrow's reader)."""
+    if not failures:
+        return list(positions)
+    taken = {failure[3] for failure in failures}
+    return [p for p in positions if p not in taken]
 
 
 def _csv_rows_in_python(

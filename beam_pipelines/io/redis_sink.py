@@ -270,7 +270,7 @@ class WriteToRedis(beam.PTransform):
         )
 
 
-def again_on_noscript(write: Callable[[], T], on_retry: Callable[[], None]) -> T:
+def again_on_noscript(write: Callable[[], T], on_retry: Callable[[], None] | None = None) -> T:
     """Runs an idempotent pipelined ``write``, once more if it meets NOSCRIPT: Redis lost its
     script cache (it restarted) between the pipeline loading its scripts and running them, which
     the client's own retry does not redo; the second time loads them first. (A restart that lost
@@ -278,7 +278,8 @@ def again_on_noscript(write: Callable[[], T], on_retry: Callable[[], None]) -> T
     try:
         return write()
     except redis.exceptions.NoScriptError:
-        on_retry()
+        if on_retry is not None:
+            on_retry()
         return write()
 
 
