@@ -82,10 +82,12 @@ def split_lines(text: bytes) -> list[bytes]:
 
 class BlockLines(Sequence):
     """A block's lines, cut on first use: rows parsed as a block need their raw line only to
-    become a dead letter, which most batches never do."""
+    become a dead letter, which most batches never do. With ``index``, row i is line
+    ``index[i]`` of the block."""
 
-    def __init__(self, text: bytes):
+    def __init__(self, text: bytes, index: Sequence[int] | None = None):
         self._text = text
+        self._index = index
         self._lines: list[bytes] | None = None
 
     def _cut(self) -> list[bytes]:
@@ -94,10 +96,14 @@ class BlockLines(Sequence):
         return self._lines
 
     def __getitem__(self, i):
-        return self._cut()[i]
+        if self._index is None:
+            return self._cut()[i]
+        if isinstance(i, slice):
+            return [self._cut()[int(j)] for j in self._index[i]]
+        return self._cut()[int(self._index[i])]
 
     def __len__(self) -> int:
-        return len(self._cut())
+        return len(self._cut()) if self._index is None else len(self._index)
 
 
 class ParsedBatch(NamedTuple):

@@ -8,9 +8,8 @@ rows (a timestamp that is a string here and a number there), and it is laxer tha
 places (``NaN``, two objects on one line, date-like strings read as timestamps). So the block is
 taken only when the result can be checked to be what ``columnar.parse`` would build line by line:
 every line one object, string fields strings, other fields one scalar JSON type, no non-finite
-numbers, no inferred timestamps; anything else returns None and the caller parses line by line.
-Clean input takes this path; dirty input costs one failed attempt per block, which stops at the
-first offending line.
+numbers, no inferred timestamps; anything else returns None. Clean input is read here whole;
+``columnar.json_split`` reads a dirty block in parts with :func:`parse_lines`.
 
 Two checks come before pyarrow sees a block, because what it does with such input is worse than
 refusing it: it does not check UTF-8 (invalid bytes would reach the columns, and fail later
@@ -23,6 +22,8 @@ Plain pyarrow and numpy, no Beam in it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -33,12 +34,13 @@ from beam_pipelines.columnar.render import python_rows
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 
-__all__ = ['dump_present', 'read_json_block', 'render_attributes']
+__all__ = ['deep_lines', 'dump_present', 'parse_lines', 'read_json_block', 'render_attributes']
 
 _OPEN_BRACE = ord('{')
-# pyarrow's reader parses a block in chunks of this size, cut at newlines (a longer line is
-# still read whole: tests/columnar/test_json_block.py).
-_CHUNK_BYTES = 1 << 22
+# pyarrow's reader parses a block in chunks of this size, cut at newlines, on its threads (1 MB:
+# an 8 MB block keeps both cores busy; a line longer than about two chunks makes it read the
+# block again as one chunk: tests/columnar/test_json_block.py).
+_CHUNK_BYTES = 1 << 20
 # JSON types each field kind accepts as it is; cleansing converts the rest (strings) in bulk.
 _NUMERIC = ('int', 'float', 'timestamp')
 _SPECIAL = r'[\x00-\x1f"\\]'  # strings orjson would escape: rendered by orjson itself
@@ -46,6 +48,7 @@ _SPECIAL = r'[\x00-\x1f"\\]'  # strings orjson would escape: rendered by orjson 
 # (in strings too, so it is a bound on its depth) is not worth a try, and cannot crash pyarrow.
 _MAX_NESTING = 64
 _OPEN_BRACKET = ord('[')
+_ROW = re.compile(r' in row (\d+)$')  # where a parse error of one chunk stopped
 
 
 def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -> pa.Table | None:
@@ -66,20 +69,56 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
     # Every line must start an object: this rules out blank lines, so that row i is line i.
     if n == 0 or not (data[line_starts] == _OPEN_BRACE).all():
         return None
-    if _may_nest_too_deep(text, data, line_starts) or not _is_utf8(text):
+    if deep_lines(text, data, line_starts).any() or not _is_utf8(text):
         return None
+    result = parse_lines(text, n, schema)
+    return result if isinstance(result, pa.Table) else None
+
+
+def parse_lines(
+    text: bytes, n: int, schema: EventSchema, quoted: frozenset = frozenset(), whole=False
+) -> pa.Table | int | None:
+    """pyarrow's reading of ``n`` lines, checked to be what the per-line path builds.
+
+    The caller has checked what pyarrow must not see (see the module docstring).
+
+    Args:
+        text: the lines, newline-terminated (the last one may lack its newline).
+        n: how many lines ``text`` holds.
+        schema: the event schema.
+        quoted: non-string fields whose values in these lines are strings (read as strings).
+        whole: parse ``text`` as one chunk (on one thread), so that a parse error names the
+            line it stopped at, counted from the start of ``text``.
+
+    Returns:
+        The columns (see :func:`read_json_block`); or, when pyarrow refused a line and
+        ``whole`` is set, the index of that line; or None.
+    """
     strings = pa.schema(
-        [pa.field(f.name, pa.string()) for f in schema.fields if f.kind == 'string']
+        [
+            pa.field(f.name, pa.string())
+            for f in schema.fields
+            if f.kind == 'string' or f.name in quoted
+        ]
     )
     try:
         table = pajson.read_json(
             pa.BufferReader(text),
-            read_options=pajson.ReadOptions(block_size=_CHUNK_BYTES),
+            read_options=pajson.ReadOptions(
+                block_size=max(len(text) + 1, _CHUNK_BYTES) if whole else _CHUNK_BYTES,
+                use_threads=not whole,
+            ),
             parse_options=pajson.ParseOptions(
                 explicit_schema=strings, unexpected_field_behavior='infer'
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+    except pa.ArrowInvalid as exc:
+        if not whole and 'straddl' in str(exc):  # a line longer than about two chunks
+            result = parse_lines(text, n, schema, quoted, whole=True)
+            return result if isinstance(result, pa.Table) else None
+        found = _ROW.search(str(exc)) if whole else None
+        return int(found.group(1)) if found and int(found.group(1)) < n else None
+    except (pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
     if table.num_rows != n:  # two objects on one line
         return None
@@ -125,19 +164,21 @@ def _holds_null_lists(kind: pa.DataType) -> bool:
     return False
 
 
-def _may_nest_too_deep(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> bool:
-    """Whether a line of the block may nest deeper than ``_MAX_NESTING`` (it has more opening
-    brackets than that). Flat lines, the usual ones, are settled by two counts."""
+def deep_lines(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> np.ndarray:
+    """Per line, whether it may nest deeper than ``_MAX_NESTING`` (it has more opening brackets
+    than that). Flat lines, the usual ones, are settled by two counts."""
     # Beyond each line's own opening brace (numpy counts faster than bytes.count; find() skips
     # the second count when there is no bracket at all, as in flat events).
     extra = int(np.count_nonzero(data == _OPEN_BRACE)) - len(line_starts)
     if text.find(b'[') >= 0:
         extra += text.count(b'[')
     if extra < _MAX_NESTING:
-        return False
+        return np.zeros(len(line_starts), dtype=bool)
     opening = np.flatnonzero((data == _OPEN_BRACE) | (data == _OPEN_BRACKET))
-    per_line = np.bincount(np.searchsorted(line_starts, opening, side='right') - 1)
-    return bool(per_line.max() > _MAX_NESTING)
+    per_line = np.bincount(
+        np.searchsorted(line_starts, opening, side='right') - 1, minlength=len(line_starts)
+    )
+    return per_line > _MAX_NESTING
 
 
 def _is_utf8(text: bytes) -> bool:

@@ -1,12 +1,11 @@
 """Parsing raw batches into loosely typed Arrow columns, one per schema field.
 
-A block of JSON Lines read from a file goes first to pyarrow's JSON reader
-(``columnar.json_block``), which takes it when the result is provably what the per-line path
-gives. Otherwise, and for lines from message sources, lines are decoded with orjson one at a
-time: pyarrow rejects a whole block for one malformed line or one column of mixed JSON types (a
-timestamp that is a string in one row and a number in the next), which is exactly the input we
-must handle. Columns are then built in bulk; the per-element fallback runs only for a column
-whose values do not share a type.
+A block of JSON Lines read from a file goes to pyarrow's JSON reader (``columnar.json_split``):
+whole when it is clean, else in groups of lines it can take, each result provably what the
+per-line path gives. The lines it cannot take, and lines from message sources, are decoded with
+orjson one at a time, and columns are built from them in bulk; the per-element fallback runs
+only for a column whose values do not share a type. Both parts become one table in the block's
+order, columns typed as the per-line path types mixed values.
 
 Extra fields (outside the schema) become one JSON object per row in ``attributes``, keys
 sorted and null values left out, whatever the input format, so a record's attributes do not
@@ -37,8 +36,10 @@ from beam_pipelines.columnar.batch import ParsedBatch
 from beam_pipelines.columnar.batch import RawBatch
 from beam_pipelines.columnar.batch import RowErrors
 from beam_pipelines.columnar.json_block import dump_present
-from beam_pipelines.columnar.json_block import read_json_block
 from beam_pipelines.columnar.json_block import render_attributes
+from beam_pipelines.columnar.json_split import Split
+from beam_pipelines.columnar.json_split import concat_loose
+from beam_pipelines.columnar.json_split import split_json_block
 from beam_pipelines.columnar.render import python_values
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
@@ -118,11 +119,9 @@ def _parse_raw_batch(
         )
         for error_type, message, payload, position in batch.failures
     ]
-    block = _read_block(batch, schema) if batch.text is not None else None
-    if block is not None:
-        positions = batch.positions
-        raw = BlockLines(batch.text)  # only failing rows' payloads are ever read
-        table, errors = block, {}
+    split = _split_block(batch, schema) if batch.text is not None else None
+    if split is not None and split.table is not None:
+        table, errors, positions, raw = _with_rest(batch, split, schema, pipeline, dead)
     elif batch.text is not None or batch.lines is not None:
         lines = batch.line_list()
         # Lines that decode but are refused (too deep to write back, a key twice) are found
@@ -174,9 +173,48 @@ def _parse_raw_batch(
     return ParsedBatch(table=table, raw=raw, errors=errors, fmt=batch.fmt), dead
 
 
-def _read_block(batch: RawBatch, schema: EventSchema) -> pa.Table | None:
+def _split_block(batch: RawBatch, schema: EventSchema) -> Split | None:
     starts = np.asarray(batch.positions, dtype=np.int64)
-    return read_json_block(batch.text, starts - starts[0] if len(starts) else starts, schema)
+    return split_json_block(batch.text, starts - starts[0] if len(starts) else starts, schema)
+
+
+def _with_rest(batch: RawBatch, split: Split, schema: EventSchema, pipeline: str, dead: list):
+    """The rows pyarrow read from a block and the rest of its lines parsed one by one (their
+    dead letters go to ``dead``), as one table in the block's order.
+
+    Returns:
+        ``(table, errors, positions, raw)`` for the rows kept.
+    """
+    if not len(split.rest):
+        return split.table, {}, batch.positions, BlockLines(batch.text)
+    positions = np.asarray(batch.positions, dtype=np.int64)
+    starts = positions - positions[0]
+    ends = np.append(starts[1:] - 1, len(batch.text))  # each line's end, before its newline
+    if batch.text.endswith(b'\n'):
+        ends[-1] -= 1
+    text = batch.text
+    lines = [text[starts[i] : ends[i]] for i in split.rest.tolist()]
+    by_line, more = _parse_raw_batch(
+        RawBatch(batch.uri, batch.fmt, positions[split.rest].tolist(), lines=lines),
+        schema,
+        pipeline,
+    )
+    dead.extend(more)
+    tables, rows, errors = [split.table], [split.rows], {}
+    if by_line is not None:
+        tables.append(by_line.table.drop_columns([URI, POS]))
+        kept = np.searchsorted(positions, by_line.table.column(POS).to_numpy())
+        rows.append(kept)
+    rows = np.concatenate(rows)
+    order = np.argsort(rows, kind='stable')
+    if by_line is not None and by_line.errors:
+        final = np.empty(len(order), dtype=np.int64)
+        final[order] = np.arange(len(order))
+        offset = len(split.rows)
+        errors = {int(final[offset + j]): e for j, e in by_line.errors.items()}
+    rows = rows[order]
+    table = concat_loose(tables).take(pa.array(order))
+    return table, errors, positions[rows], BlockLines(text, rows)
 
 
 def _decode_json_lines(lines: list[bytes], schema: EventSchema, refused: dict):

@@ -1,0 +1,234 @@
+"""A dirty block of JSON Lines through pyarrow's reader anyway: in groups it can take, with the
+lines it cannot left to the per-line path.
+
+pyarrow's reader refuses a whole block for one malformed line or for one column whose JSON type
+changes between rows, and realistic input has both: timestamps that are strings in some rows
+and numbers in others, a value sent as a string now and then, ~1% of lines broken. Decoding
+such a block line by line costs ~4 us a line; pyarrow reads ~1 us a line. So a block that
+pyarrow refuses whole is split:
+
+1. Lines that cannot be one flat-enough JSON object in UTF-8 (not starting with ``{`` or not
+   ending with ``}``, invalid UTF-8, nested too deep) or whose string field holds something
+   else than a string or null are found with numpy and one regular expression, and left to the
+   per-line path, which explains them (dead letters, type errors).
+2. The other lines are grouped by which of the schema's non-string fields hold a string (one
+   regular expression per field), so that within a group each such field has one JSON type;
+   pyarrow reads each group with those fields declared strings.
+3. A line pyarrow still refuses is named by its error (one chunk, so the row counts from the
+   start): the lines before it are read again, it goes to the per-line path, reading goes on
+   after it. A group that keeps failing goes to the per-line path whole (a bound on retries).
+
+The groups are only a guess at what pyarrow will take: every piece pyarrow returns passes the
+same checks as a whole block (``json_block.parse_lines``), so what is taken is exactly what the
+per-line path would build, and anything else is left to it. Columns are then joined as the
+per-line path types a column of mixed values (:func:`concat_loose`).
+
+Plain pyarrow and numpy, no Beam in it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from beam_pipelines.columnar.json_block import deep_lines
+from beam_pipelines.columnar.json_block import parse_lines
+from beam_pipelines.schema import EventSchema
+
+__all__ = ['Split', 'concat_loose', 'split_json_block']
+
+_OPEN_BRACE, _CLOSE_BRACE = ord('{'), ord('}')
+_CR, _NEWLINE = ord('\r'), ord('\n')
+_ASCII_END = 0x80
+# Past this many calls of pyarrow's reader on a group after its first (plus one per
+# _RETRY_EVERY lines), the rest of the group goes line by line: a call costs ~0.3 ms, a line
+# decoded by itself ~4 us.
+_RETRIES = 16
+_RETRY_EVERY = 128
+# Non-string fields sorted into groups by whether each holds a string: 2^n groups at most.
+_MAX_SORTED_FIELDS = 6
+
+
+class Split(NamedTuple):
+    """A block, split.
+
+    Attributes:
+        table: the lines pyarrow read, one row each, in the order of ``rows`` (the columns of
+            ``json_block.read_json_block``).
+        rows: the block's line indices read by pyarrow, ascending.
+        rest: the line indices left to the per-line path, ascending.
+    """
+
+    table: pa.Table | None
+    rows: np.ndarray
+    rest: np.ndarray
+
+
+def split_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -> Split | None:
+    """Reads what pyarrow can of a block of JSON Lines (see the module docstring).
+
+    Args:
+        text: the lines, newline-terminated (the last one may lack its newline).
+        line_starts: the offset of each line in ``text``.
+        schema: the event schema.
+
+    Returns:
+        The split, or None for an empty block.
+    """
+    n = len(line_starts)
+    if n == 0:
+        return None
+    data = np.frombuffer(text, np.uint8)
+    left = _left_to_lines(text, data, line_starts)
+    if not left.any():
+        whole = parse_lines(text, n, schema)  # clean blocks: in chunks, on pyarrow's threads
+        if isinstance(whole, pa.Table):
+            return Split(whole, np.arange(n), np.zeros(0, np.int64))
+    lines = _lines(text, line_starts)
+    left |= np.asarray(_not_strings(lines, schema), dtype=bool)
+    sorted_fields = [f.name for f in schema.fields if f.kind != 'string'][:_MAX_SORTED_FIELDS]
+    group = np.zeros(n, np.int64)
+    for bit, name in enumerate(sorted_fields):
+        group |= _holds_string(lines, name).astype(np.int64) << bit
+    group[left] = -1
+    pieces: list[tuple[pa.Table, np.ndarray]] = []
+    refused = [np.flatnonzero(left)]
+    for code in np.unique(group[~left]).tolist():
+        members = np.flatnonzero(group == code)
+        quoted = frozenset(name for bit, name in enumerate(sorted_fields) if code >> bit & 1)
+        read, failed = _read_group(lines.take(pa.array(members)), schema, quoted)
+        pieces.extend((table, members[at]) for table, at in read)
+        refused.append(members[failed])
+    rest = np.sort(np.concatenate(refused))
+    if not pieces:
+        return Split(None, np.zeros(0, np.int64), rest)
+    rows = np.concatenate([at for _, at in pieces])
+    order = np.argsort(rows, kind='stable')
+    table = concat_loose([t for t, _ in pieces]).take(pa.array(order))
+    return Split(table, rows[order], rest)
+
+
+def _left_to_lines(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> np.ndarray:
+    """Lines pyarrow must not see, or that cannot be one JSON object: per line, True."""
+    ends = np.append(line_starts[1:], len(data))  # past each line's newline
+    left = data[line_starts] != _OPEN_BRACE  # also blank lines: then row i is line i
+    last = ends - 1
+    last -= (data[last] == _NEWLINE).astype(np.int64)
+    last -= ((data[last] == _CR) & (last > line_starts)).astype(np.int64)
+    left |= (data[last] != _CLOSE_BRACE) | (last <= line_starts)
+    left |= deep_lines(text, data, line_starts)
+    high = np.flatnonzero(data >= _ASCII_END)
+    if len(high):
+        # pyarrow does not check UTF-8: the few lines with non-ASCII bytes are checked here.
+        for i in np.unique(np.searchsorted(line_starts, high, side='right') - 1).tolist():
+            try:
+                text[line_starts[i] : ends[i]].decode('utf-8')
+            except UnicodeDecodeError:
+                left[i] = True
+    return left
+
+
+def _lines(text: bytes, line_starts: np.ndarray) -> pa.Array:
+    """The block's lines as one binary array over ``text`` (no copy)."""
+    offsets = np.append(line_starts, len(text)).astype(np.int64)
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(line_starts), [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    )
+
+
+def _not_strings(lines: pa.Array, schema: EventSchema) -> pa.Array:
+    """Per line, whether a string field seems to hold something else than a string or null
+    (a type error the per-line path explains; pyarrow would refuse the group for it)."""
+    names = '|'.join(_key(f.name) for f in schema.fields if f.kind == 'string')
+    if not names:
+        return pa.array(np.zeros(len(lines), bool))
+    return pc.match_substring_regex(lines, rf'"(?:{names})"\s*:\s*[^"\sn]')
+
+
+def _holds_string(lines: pa.Array, name: str) -> np.ndarray:
+    found = pc.match_substring_regex(lines, rf'"{_key(name)}"\s*:\s*"')
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _key(name: str) -> str:
+    """A field name as a regular expression matching its JSON key (unescaped)."""
+    return ''.join(c if c.isalnum() or c == '_' else '\\' + c for c in name)
+
+
+def _read_group(
+    lines: pa.Array, schema: EventSchema, quoted: frozenset
+) -> tuple[list[tuple[pa.Table, np.ndarray]], np.ndarray]:
+    """Reads a group's lines with pyarrow, as far as it takes them.
+
+    A line pyarrow refuses with an error is named by it; a part refused without one (a line
+    holding two objects, NaN, a nested extra field) is halved until the line is found. Past
+    the budget of calls, what is left goes line by line.
+
+    Returns:
+        ``(pieces, refused)``: tables read, each with the group's line indices it holds, and
+        the indices of the lines left to the per-line path.
+    """
+    n = len(lines)
+    offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset : lines.offset + n + 1]
+    text = lines.buffers()[2]
+
+    def cut(start: int, stop: int) -> pa.Buffer:
+        return text.slice(int(offsets[start]), int(offsets[stop] - offsets[start]))
+
+    first = parse_lines(cut(0, n), n, schema, quoted)  # on pyarrow's threads, in chunks
+    if isinstance(first, pa.Table):
+        return [(first, np.arange(n))], np.zeros(0, np.int64)
+    pieces, refused = [], []
+    budget = _RETRIES + n // _RETRY_EVERY
+    todo = [(0, n)]  # parts still to read
+    while todo:
+        start, stop = todo.pop()
+        if budget <= 0:
+            refused.extend(range(start, stop))
+            continue
+        budget -= 1
+        found = parse_lines(cut(start, stop), stop - start, schema, quoted, whole=True)
+        if isinstance(found, pa.Table):
+            pieces.append((found, np.arange(start, stop)))
+        elif found is not None:  # pyarrow named the line it refused
+            refused.append(start + found)
+            todo.extend(
+                p for p in ((start + found + 1, stop), (start, start + found)) if p[0] < p[1]
+            )
+        elif stop - start == 1:
+            refused.append(start)
+        else:
+            middle = (start + stop) // 2
+            todo.extend(((middle, stop), (start, middle)))
+    return pieces, np.asarray(refused, dtype=np.int64)
+
+
+def concat_loose(tables: list[pa.Table]) -> pa.Table:
+    """Tables of loosely typed columns (same names) as one, each column typed as the per-line
+    path types a column holding all their values (``parse._column``): integers among floats
+    become floats, numbers and booleans among strings become their text, nulls take the
+    others' type."""
+    if len(tables) == 1:
+        return tables[0]
+    columns = {}
+    for name in tables[0].column_names:
+        parts = [t.column(name).combine_chunks() for t in tables]
+        kinds = {p.type for p in parts if not pa.types.is_null(p.type)}
+        if len(kinds) > 1:
+            if any(pa.types.is_floating(k) for k in kinds):
+                parts = [_cast(p, pa.float64(), pa.types.is_integer) for p in parts]
+            if pa.string() in kinds:
+                parts = [_cast(p, pa.string(), lambda t: t != pa.string()) for p in parts]
+            kinds = {p.type for p in parts if not pa.types.is_null(p.type)}
+        if len(kinds) == 1:
+            (kind,) = kinds
+            parts = [p.cast(kind) if pa.types.is_null(p.type) else p for p in parts]
+        columns[name] = pa.chunked_array(parts)
+    return pa.table(columns)
+
+
+def _cast(part: pa.Array, to: pa.DataType, when) -> pa.Array:
+    return part.cast(to) if when(part.type) and not pa.types.is_null(part.type) else part
