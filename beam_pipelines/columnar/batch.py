@@ -81,29 +81,29 @@ def split_lines(text: bytes) -> list[bytes]:
 
 
 class BlockLines(Sequence):
-    """A block's lines, cut on first use: rows parsed as a block need their raw line only to
-    become a dead letter, which most batches never do. With ``index``, row i is line
-    ``index[i]`` of the block."""
+    """A block's lines, each cut when it is read: rows parsed as a block need their raw line
+    only to become a dead letter, which few rows do. Row i is line ``index[i]`` of the block
+    (line i without ``index``); ``starts`` are the lines' offsets in ``text``."""
 
-    def __init__(self, text: bytes, index: Sequence[int] | None = None):
+    def __init__(self, text: bytes, starts: Sequence[int], index: Sequence[int] | None = None):
         self._text = text
+        self._starts = starts
         self._index = index
-        self._lines: list[bytes] | None = None
 
-    def _cut(self) -> list[bytes]:
-        if self._lines is None:
-            self._lines = split_lines(self._text)
-        return self._lines
+    def _line(self, j: int) -> bytes:
+        start = int(self._starts[j])
+        if j + 1 < len(self._starts):
+            return self._text[start : int(self._starts[j + 1]) - 1]
+        end = len(self._text) - 1 if self._text.endswith(b'\n') else len(self._text)
+        return self._text[start:end]
 
     def __getitem__(self, i):
-        if self._index is None:
-            return self._cut()[i]
         if isinstance(i, slice):
-            return [self._cut()[int(j)] for j in self._index[i]]
-        return self._cut()[int(self._index[i])]
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self._line(int(i if self._index is None else self._index[i]))
 
     def __len__(self) -> int:
-        return len(self._cut()) if self._index is None else len(self._index)
+        return len(self._starts) if self._index is None else len(self._index)
 
 
 class ParsedBatch(NamedTuple):

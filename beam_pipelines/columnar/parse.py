@@ -185,36 +185,39 @@ def _with_rest(batch: RawBatch, split: Split, schema: EventSchema, pipeline: str
     Returns:
         ``(table, errors, positions, raw)`` for the rows kept.
     """
-    if not len(split.rest):
-        return split.table, {}, batch.positions, BlockLines(batch.text)
     positions = np.asarray(batch.positions, dtype=np.int64)
     starts = positions - positions[0]
-    ends = np.append(starts[1:] - 1, len(batch.text))  # each line's end, before its newline
-    if batch.text.endswith(b'\n'):
-        ends[-1] -= 1
-    text = batch.text
-    lines = [text[starts[i] : ends[i]] for i in split.rest.tolist()]
-    by_line, more = _parse_raw_batch(
-        RawBatch(batch.uri, batch.fmt, positions[split.rest].tolist(), lines=lines),
-        schema,
-        pipeline,
-    )
-    dead.extend(more)
-    tables, rows, errors = [split.table], [split.rows], {}
+    lines = BlockLines(batch.text, starts)
+    tables, rows, by_line = [split.table], [split.rows], None
+    if len(split.rest):
+        by_line, more = _parse_raw_batch(
+            RawBatch(
+                batch.uri,
+                batch.fmt,
+                positions[split.rest].tolist(),
+                lines=[lines[i] for i in split.rest.tolist()],
+            ),
+            schema,
+            pipeline,
+        )
+        dead.extend(more)
     if by_line is not None:
         tables.append(by_line.table.drop_columns([URI, POS]))
-        kept = np.searchsorted(positions, by_line.table.column(POS).to_numpy())
-        rows.append(kept)
+        rows.append(np.searchsorted(positions, by_line.table.column(POS).to_numpy()))
     rows = np.concatenate(rows)
-    order = np.argsort(rows, kind='stable')
-    if by_line is not None and by_line.errors:
+    table = concat_loose(tables)
+    errors = by_line.errors if by_line is not None else {}
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():  # into the block's order
+        order = np.argsort(rows, kind='stable')
         final = np.empty(len(order), dtype=np.int64)
         final[order] = np.arange(len(order))
         offset = len(split.rows)
-        errors = {int(final[offset + j]): e for j, e in by_line.errors.items()}
-    rows = rows[order]
-    table = concat_loose(tables).take(pa.array(order))
-    return table, errors, positions[rows], BlockLines(text, rows)
+        errors = {int(final[offset + j]): e for j, e in errors.items()}
+        rows, table = rows[order], table.take(pa.array(order))
+    elif errors:
+        offset = len(split.rows)
+        errors = {offset + j: e for j, e in errors.items()}
+    return table, errors, positions[rows], BlockLines(batch.text, starts, rows)
 
 
 def _decode_json_lines(lines: list[bytes], schema: EventSchema, refused: dict):

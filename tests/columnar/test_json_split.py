@@ -102,7 +102,7 @@ def test_a_line_pyarrow_refuses_is_found_and_the_lines_around_it_are_kept(schema
     lines[21] = b'{"event_id":"bad2","value":Infinity}'
     split = _split(lines)
     assert split.rest.tolist() == [7, 21]
-    assert split.rows.tolist() == [i for i in range(30) if i not in (7, 21)]
+    assert sorted(split.rows.tolist()) == [i for i in range(30) if i not in (7, 21)]
     _same(lines, schema)
 
 
@@ -113,13 +113,13 @@ def test_a_group_refused_too_often_goes_line_by_line(schema, monkeypatch):
         lines[i] = b'{"event_id":"x","value":1,}'
     split = _split(lines)
     # Two calls after the first: one names line 3, one reads lines 0-2; then the budget is out.
-    assert split.rows.tolist() == [0, 1, 2]
+    assert sorted(split.rows.tolist()) == [0, 1, 2]
     assert split.rest.tolist() == list(range(3, 20))
     _same(lines, schema)
 
 
 def test_a_clean_block_is_read_whole(schema):
-    lines = [orjson.dumps(_event(2 * i + 1)) for i in range(10)]
+    lines = [orjson.dumps(_event(2 * i + 1, value=1.0)) for i in range(10)]
     split = _split(lines)
     assert split.rest.tolist() == []
     assert split.rows.tolist() == list(range(10))
