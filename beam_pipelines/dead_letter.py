@@ -23,6 +23,7 @@ __all__ = [
     'Stage',
     'decode_payload',
     'make_dead_letter',
+    'now',
     'to_json_line',
 ]
 
@@ -50,7 +51,8 @@ class Stage:
     SINK = 'sink'
 
 
-def _now() -> str:
+def now() -> str:
+    """The current time as a dead letter's ``processing_time`` (RFC 3339, UTC)."""
     return dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
 
@@ -101,7 +103,7 @@ def make_dead_letter(
         'payload_format': payload_format,
         'source': source,
         'pipeline': pipeline,
-        'processing_time': processing_time or _now(),
+        'processing_time': processing_time or now(),
         'event_time': event_time,
     }
 

@@ -43,6 +43,7 @@ from beam_pipelines.columnar.json_split import split_json_block
 from beam_pipelines.columnar.render import python_values
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
+from beam_pipelines.dead_letter import now
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import FieldSpec
@@ -386,7 +387,7 @@ def _extra_fields(records: list[dict], known: frozenset) -> list[bytes | None]:
 def _json_failures(
     batch: RawBatch, lines: list[bytes], bad: list[int], refused: dict, pipeline: str
 ) -> list[dict]:
-    out = []
+    out, at = [], now()  # one processing time for the batch's dead letters
     for i in bad:
         line = lines[i]
         if i in refused:
@@ -410,6 +411,7 @@ def _json_failures(
                 source={'uri': batch.uri, 'offset': batch.positions[i]},
                 pipeline=pipeline,
                 payload_format='json',
+                processing_time=at,
             )
         )
     return out

@@ -24,6 +24,7 @@ from beam_pipelines.columnar.render import python_rows
 from beam_pipelines.columnar.render import shown_value
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
+from beam_pipelines.dead_letter import now
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import FieldSpec
@@ -200,7 +201,7 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
         payloads = [p if isinstance(p, bytes) else orjson.dumps(p, default=str) for p in payloads]
     position_key = 'offset' if batch.fmt == 'jsonl' else 'record'
     order = {name: k for k, name in enumerate(schema.field_names)}
-    out = []
+    out, at = [], now()  # one processing time for the batch's dead letters
     for i, m, ts, payload in zip(rows, meta, event_times, payloads):
         problems = sorted(batch.errors[int(i)].items(), key=lambda kv: order.get(kv[0], 1 << 30))
         out.append(
@@ -214,6 +215,7 @@ def _dead_letters(batch: ParsedBatch, schema: EventSchema, rows: np.ndarray, pip
                 # The raw JSON line, or the decoded CSV/Avro/Parquet row as a JSON object.
                 payload_format='json',
                 event_time=ts.strftime('%Y-%m-%dT%H:%M:%S.%fZ') if ts is not None else None,
+                processing_time=at,
             )
         )
     return out
