@@ -44,6 +44,7 @@ from beam_pipelines.columnar.render import python_values
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.dead_letter import now
+from beam_pipelines.json_limits import MAX_DEPTH
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 from beam_pipelines.schema import FieldSpec
@@ -54,7 +55,6 @@ _CHUNK = 1024
 TYPE_ERROR = 'type_error'
 TOO_DEEP = 'too_deeply_nested'
 DUPLICATE_KEY = 'duplicate_key'
-_MAX_DEPTH = 254  # orjson writes JSON back (extra fields, dead letters) up to this depth
 _COLON = ord(':')
 _BACKSLASH = ord('\\')
 
@@ -288,7 +288,7 @@ def _too_deep(records: list, start: int) -> dict[int, tuple[str, str]]:
             except orjson.JSONEncodeError:
                 out[start + i] = (
                     TOO_DEEP,
-                    f'the JSON nests deeper than the {_MAX_DEPTH} levels the pipeline keeps',
+                    f'the JSON nests deeper than the {MAX_DEPTH} levels the pipeline keeps',
                 )
     return out
 

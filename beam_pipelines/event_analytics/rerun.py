@@ -34,9 +34,12 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
-__all__ = ['LOCAL_RUNNERS', 'Rerunner']
+from beam_pipelines.event_analytics.config import LOCAL_RUNNERS
 
-LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
+__all__ = ['Rerunner']
+
+# The local runners that run a batch pipeline on the FnApiRunner when it allows.
+_FN_API_RUNNERS = tuple(r for r in LOCAL_RUNNERS if r != 'BundleBasedDirectRunner')
 
 
 class _NeedsOtherRunner(PipelineVisitor):
@@ -84,7 +87,7 @@ class Rerunner:
         self._options = options
         runner = str(options.view_as(StandardOptions).runner or 'DirectRunner')
         self._runner = None
-        if runner.split('.')[-1] in LOCAL_RUNNERS and _fn_api_runs(pipeline):
+        if runner.split('.')[-1] in _FN_API_RUNNERS and _fn_api_runs(pipeline):
             # As the DirectRunner builds it: the options go to the workers' provision info.
             encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
             info = fn_runner.ExtendedProvisionInfo(

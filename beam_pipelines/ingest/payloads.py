@@ -16,10 +16,11 @@ import dataclasses
 
 import orjson
 
+from beam_pipelines.json_limits import MAX_DEPTH
+
 __all__ = ['JSON_LINES_TYPES', 'PayloadError', 'PayloadLimits', 'parse_batch', 'parse_single']
 
 MAX_PROBLEMS = 20  # problems listed in one error response
-MAX_DEPTH = 254  # JSON nesting orjson writes back (the pipeline's limit too)
 JSON_LINES_TYPES = ('application/x-ndjson', 'application/jsonl')
 
 
