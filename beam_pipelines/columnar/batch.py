@@ -91,6 +91,9 @@ class BlockLines(Sequence):
         self._index = index
 
     def _line(self, j: int) -> bytes:
+        if not -len(self._starts) <= j < len(self._starts):
+            raise IndexError(j)
+        j %= len(self._starts)
         start = int(self._starts[j])
         if j + 1 < len(self._starts):
             return self._text[start : int(self._starts[j + 1]) - 1]

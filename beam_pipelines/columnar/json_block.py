@@ -8,8 +8,10 @@ rows (a timestamp that is a string here and a number there), and it is laxer tha
 places (``NaN``, two objects on one line, date-like strings read as timestamps). So the block is
 taken only when the result can be checked to be what ``columnar.parse`` would build line by line:
 every line one object, string fields strings, other fields one scalar JSON type, no non-finite
-numbers, no inferred timestamps; anything else returns None. Clean input is read here whole;
-``columnar.json_split`` reads a dirty block in parts with :func:`parse_lines`.
+numbers, no inferred timestamps. :func:`parse_lines` is that reading with its checks (it names
+the lines at fault where it can); ``columnar.json_split``, which the parser calls, reads a
+clean block whole with it and a dirty one in parts. :func:`read_json_block` is the strict
+whole-block form (None for anything else), kept as the contract its tests state.
 
 Two checks come before pyarrow sees a block, because what it does with such input is worse than
 refusing it: it does not check UTF-8 (invalid bytes would reach the columns, and fail later
@@ -34,7 +36,14 @@ from beam_pipelines.columnar.render import python_rows
 from beam_pipelines.schema import ATTRIBUTES
 from beam_pipelines.schema import EventSchema
 
-__all__ = ['deep_lines', 'dump_present', 'parse_lines', 'read_json_block', 'render_attributes']
+__all__ = [
+    'deep_lines',
+    'dump_present',
+    'is_utf8',
+    'parse_lines',
+    'read_json_block',
+    'render_attributes',
+]
 
 _OPEN_BRACE = ord('{')
 # pyarrow's reader parses a block in chunks of this size, cut at newlines, on its threads (1 MB:
@@ -44,7 +53,7 @@ _CHUNK_BYTES = 1 << 20
 # JSON types each field kind accepts as it is; cleansing converts the rest (strings) in bulk.
 _NUMERIC = ('int', 'float', 'timestamp')
 _SPECIAL = r'[\x00-\x1f"\\]'  # strings orjson would escape: rendered by orjson itself
-# Nested values are refused anyway (see ``_takes``): a line with more opening brackets than this
+# Nested values are refused anyway (see ``_not_taken``): a line with more opening brackets than this
 # (in strings too, so it is a bound on its depth) is not worth a try, and cannot crash pyarrow.
 _MAX_NESTING = 64
 _OPEN_BRACKET = ord('[')
@@ -69,15 +78,19 @@ def read_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) -
     # Every line must start an object: this rules out blank lines, so that row i is line i.
     if n == 0 or not (data[line_starts] == _OPEN_BRACE).all():
         return None
-    if deep_lines(text, data, line_starts).any() or not _is_utf8(text):
+    if deep_lines(text, data, line_starts).any() or not is_utf8(text):
         return None
     result = parse_lines(text, n, schema)
     return result if isinstance(result, pa.Table) else None
 
 
 def parse_lines(
-    text: bytes, n: int, schema: EventSchema, quoted: frozenset = frozenset(), whole=False
-) -> pa.Table | int | None:
+    text: bytes | pa.Buffer,
+    n: int,
+    schema: EventSchema,
+    quoted: frozenset = frozenset(),
+    whole=False,
+) -> pa.Table | np.ndarray | None:
     """pyarrow's reading of ``n`` lines, checked to be what the per-line path builds.
 
     The caller has checked what pyarrow must not see (see the module docstring).
@@ -91,8 +104,10 @@ def parse_lines(
             line it stopped at, counted from the start of ``text``.
 
     Returns:
-        The columns (see :func:`read_json_block`); or, when pyarrow refused a line and
-        ``whole`` is set, the index of that line; or None.
+        The columns (see :func:`read_json_block`); or the indices of the lines to leave to the
+        per-line path (pyarrow refused one and named it, only when ``whole`` is set; or read
+        values the per-line path would not give: a nested value, a date, NaN, an extra
+        field's whole number among fractions); or None when the lines at fault are unknown.
     """
     strings = pa.schema(
         [
@@ -117,7 +132,8 @@ def parse_lines(
             result = parse_lines(text, n, schema, quoted, whole=True)
             return result if isinstance(result, pa.Table) else None
         found = _ROW.search(str(exc)) if whole else None
-        return int(found.group(1)) if found and int(found.group(1)) < n else None
+        row = int(found.group(1)) if found else n
+        return np.array([row]) if row < n else None
     except (pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
     if table.num_rows != n:  # two objects on one line
@@ -125,18 +141,23 @@ def parse_lines(
     if not all(_sound(column) for column in table.columns):
         return None
     known = set(schema.field_names)
+    refused = np.zeros(n, dtype=bool)
     columns = {}
     for spec in schema.fields:
         if spec.name not in table.column_names:
             columns[spec.name] = pa.nulls(n)
             continue
-        column = table.column(spec.name).combine_chunks()
-        if not _takes(column, spec.kind):
-            return None
-        columns[spec.name] = column
+        columns[spec.name] = table.column(spec.name).combine_chunks()
+        odd = _not_taken(columns[spec.name], spec.kind)
+        if odd is not None:
+            refused |= odd
     extras = table.select([c for c in table.column_names if c not in known])
-    if any(not _takes(c, 'extra') for c in extras.columns):
-        return None
+    for column in extras.columns:
+        odd = _not_taken(column.combine_chunks(), 'extra')
+        if odd is not None:
+            refused |= odd
+    if refused.any():
+        return np.flatnonzero(refused)
     if schema.extra != 'ignore':
         columns[ATTRIBUTES] = render_attributes(extras)
     return pa.table(columns)
@@ -181,7 +202,7 @@ def deep_lines(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> np.nda
     return per_line > _MAX_NESTING
 
 
-def _is_utf8(text: bytes) -> bool:
+def is_utf8(text: bytes) -> bool:
     """Whether the block is valid UTF-8 (checked by Arrow, without a copy)."""
     offsets = pa.py_buffer(np.array([0, len(text)], dtype=np.int64))
     array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(text)])
@@ -192,20 +213,29 @@ def _is_utf8(text: bytes) -> bool:
     return True
 
 
-def _takes(column: pa.Array, kind: str) -> bool:
-    """Whether a column read by pyarrow is what the per-line path builds for a field of ``kind``
-    (or for an extra field)."""
+def _not_taken(column: pa.Array, kind: str) -> np.ndarray | None:
+    """Per row, whether pyarrow's value differs from what the per-line path builds for a field
+    of ``kind`` (or an extra field): such rows are left to it, which explains them. None when
+    no row does."""
     t = column.type
     if pa.types.is_null(t) or pa.types.is_string(t):
-        return True
+        return None
     if pa.types.is_integer(t):
-        return kind in (*_NUMERIC, 'extra')
+        return None if kind in (*_NUMERIC, 'extra') else _mask(column.is_valid())
     if pa.types.is_floating(t):
+        if kind not in (*_NUMERIC, 'extra'):
+            return _mask(column.is_valid())
+        values = column.fill_null(0.0).to_numpy(zero_copy_only=False)
         # JSON has no NaN or infinity: pyarrow reads them, the per-line decoder refuses them.
-        return kind in (*_NUMERIC, 'extra') and pc.all(pc.is_finite(column)).as_py() is not False
+        odd = ~np.isfinite(values)
+        if kind == 'extra':
+            # An extra field read as doubles because some rows hold fractions: a whole one
+            # may have been written 10 (orjson renders 10) or 10.0; pyarrow cannot tell.
+            odd |= np.floor(values) == values
+        return odd & _mask(column.is_valid()) if odd.any() else None
     if pa.types.is_boolean(t):
-        return kind in ('bool', 'extra')
-    return False  # lists, objects, and strings pyarrow took for timestamps
+        return None if kind in ('bool', 'extra') else _mask(column.is_valid())
+    return _mask(column.is_valid())  # lists, objects, and strings pyarrow took for timestamps
 
 
 def render_attributes(extras: pa.Table) -> pa.Array:

@@ -8,20 +8,24 @@ such a block line by line costs ~4 us a line; pyarrow reads ~1 us a line. So a b
 pyarrow refuses whole is split:
 
 1. Lines that cannot be one flat-enough JSON object in UTF-8 (not starting with ``{`` or not
-   ending with ``}``, invalid UTF-8, nested too deep) or whose string field holds something
-   else than a string or null are found with numpy, and left to the per-line path, which
-   explains them (dead letters, type errors).
+   ending with ``}``, nested too deep; invalid UTF-8, looked for line by line only in a block
+   that is not UTF-8) or whose string field holds something else than a string or null are
+   found with numpy, and left to the per-line path, which explains them (dead letters, type
+   errors).
 2. The other lines are grouped by which of the schema's non-string fields hold a string (a
    numpy scan for each key's value, :class:`_ValueStarts`), so that within a group each such
    field has one JSON type; pyarrow reads each group with those fields declared strings.
 3. A line pyarrow still refuses is named by its error (one chunk, so the row counts from the
    start): the lines before it are read again, it goes to the per-line path, reading goes on
-   after it. A group that keeps failing goes to the per-line path whole (a bound on retries).
+   after it. Lines it reads into values the per-line path would not give (a nested value, a
+   date, NaN, a whole number among an extra field's fractions) are found in its result, left
+   out, and the rest read again. What is left of a group past a budget of calls goes to the
+   per-line path.
 
 The groups are only a guess at what pyarrow will take: every piece pyarrow returns passes the
-same checks as a whole block (``json_block.parse_lines``), so what is taken is exactly what the
-per-line path would build, and anything else is left to it. Columns are then joined as the
-per-line path types a column of mixed values (:func:`concat_loose`).
+checks of ``json_block.parse_lines``, and the pieces are joined as the per-line path types a
+column of mixed values (:func:`concat_loose`), so the result is the per-line path's: a property
+test compares the two (tests/columnar/test_json_split.py).
 
 Plain pyarrow and numpy, no Beam in it.
 """
@@ -34,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from beam_pipelines.columnar.json_block import deep_lines
+from beam_pipelines.columnar.json_block import is_utf8
 from beam_pipelines.columnar.json_block import parse_lines
 from beam_pipelines.schema import EventSchema
 
@@ -84,7 +89,8 @@ def split_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) 
         return None
     data = np.frombuffer(text, np.uint8)
     left = _left_to_lines(text, data, line_starts)
-    if not left.any():
+    tried = not left.any()
+    if tried:
         whole = parse_lines(text, n, schema)  # clean blocks: in chunks, on pyarrow's threads
         if isinstance(whole, pa.Table):
             return Split(whole, np.arange(n), np.zeros(0, np.int64))
@@ -103,7 +109,10 @@ def split_json_block(text: bytes, line_starts: np.ndarray, schema: EventSchema) 
     for code in np.unique(group[~left]).tolist():
         members = np.flatnonzero(group == code)
         quoted = frozenset(name for bit, name in enumerate(sorted_fields) if code >> bit & 1)
-        read, failed = _read_group(lines.take(pa.array(members)), schema, quoted)
+        if len(members) == n:  # one group, all the lines: the same text as the whole block
+            read, failed = _read_group(lines, schema, quoted, tried and not quoted)
+        else:
+            read, failed = _read_group(lines.take(pa.array(members)), schema, quoted)
         pieces.extend((table, members[at]) for table, at in read)
         refused.append(members[failed])
     rest = np.sort(np.concatenate(refused))
@@ -123,9 +132,9 @@ def _left_to_lines(text: bytes, data: np.ndarray, line_starts: np.ndarray) -> np
     last -= ((data[last] == _CR) & (last > line_starts)).astype(np.int64)
     left |= (data[last] != _CLOSE_BRACE) | (last <= line_starts)
     left |= deep_lines(text, data, line_starts)
-    high = np.flatnonzero(data >= _ASCII_END)
+    high = np.flatnonzero(data >= _ASCII_END) if not is_utf8(text) else ()
     if len(high):
-        # pyarrow does not check UTF-8: the few lines with non-ASCII bytes are checked here.
+        # pyarrow does not check UTF-8: the lines of a block that is not are checked here.
         for i in np.unique(np.searchsorted(line_starts, high, side='right') - 1).tolist():
             try:
                 text[line_starts[i] : ends[i]].decode('utf-8')
@@ -186,51 +195,68 @@ class _ValueStarts:
 
 
 def _read_group(
-    lines: pa.Array, schema: EventSchema, quoted: frozenset
+    lines: pa.Array, schema: EventSchema, quoted: frozenset, tried: bool = False
 ) -> tuple[list[tuple[pa.Table, np.ndarray]], np.ndarray]:
     """Reads a group's lines with pyarrow, as far as it takes them.
 
-    A line pyarrow refuses with an error is named by it; a part refused without one (a line
-    holding two objects, NaN, a nested extra field) is halved until the line is found. Past
-    the budget of calls, what is left goes line by line.
+    Lines pyarrow refuses with an error naming them, or reads into values the per-line path
+    would not give, are left out and the rest read again; a part refused without naming a line
+    (a line holding two objects) is halved until the line is found. Past the budget of calls,
+    what is left goes line by line.
+
+    Args:
+        lines: the group's lines.
+        schema: the event schema.
+        quoted: the non-string fields declared strings.
+        tried: the lines were just read whole in chunks, and refused (no need to again).
 
     Returns:
         ``(pieces, refused)``: tables read, each with the group's line indices it holds, and
         the indices of the lines left to the per-line path.
     """
     n = len(lines)
-    offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset : lines.offset + n + 1]
-    text = lines.buffers()[2]
-
-    def cut(start: int, stop: int) -> pa.Buffer:
-        return text.slice(int(offsets[start]), int(offsets[stop] - offsets[start]))
-
-    first = parse_lines(cut(0, n), n, schema, quoted)  # on pyarrow's threads, in chunks
-    if isinstance(first, pa.Table):
-        return [(first, np.arange(n))], np.zeros(0, np.int64)
+    if not tried:
+        first = parse_lines(_text(lines), n, schema, quoted)  # on pyarrow's threads, in chunks
+        if isinstance(first, pa.Table):
+            return [(first, np.arange(n))], np.zeros(0, np.int64)
     pieces, refused = [], []
     budget = _RETRIES + n // _RETRY_EVERY
-    todo = [(0, n)]  # parts still to read
+    todo = [np.arange(n)]  # parts still to read: the group's line indices, ascending
     while todo:
-        start, stop = todo.pop()
+        part = todo.pop()
         if budget <= 0:
-            refused.extend(range(start, stop))
+            refused.append(part)
             continue
         budget -= 1
-        found = parse_lines(cut(start, stop), stop - start, schema, quoted, whole=True)
+        found = parse_lines(_text(lines, part), len(part), schema, quoted, whole=True)
         if isinstance(found, pa.Table):
-            pieces.append((found, np.arange(start, stop)))
-        elif found is not None:  # pyarrow named the line it refused
-            refused.append(start + found)
-            todo.extend(
-                p for p in ((start + found + 1, stop), (start, start + found)) if p[0] < p[1]
-            )
-        elif stop - start == 1:
-            refused.append(start)
+            pieces.append((found, part))
+        elif found is not None:  # these lines go line by line; the others are read again
+            refused.append(part[found])
+            rest = np.delete(part, found)
+            if len(found) == 1:  # pyarrow stopped there: what came before it was fine
+                todo.extend(p for p in (rest[found[0] :], rest[: found[0]]) if len(p))
+            elif len(rest):
+                todo.append(rest)
+        elif len(part) == 1:
+            refused.append(part)
         else:
-            middle = (start + stop) // 2
-            todo.extend(((middle, stop), (start, middle)))
-    return pieces, np.asarray(refused, dtype=np.int64)
+            middle = len(part) // 2
+            todo.extend((part[middle:], part[:middle]))
+    return pieces, np.sort(np.concatenate(refused)) if refused else np.zeros(0, np.int64)
+
+
+def _text(lines: pa.Array, part: np.ndarray | None = None) -> pa.Buffer:
+    """The bytes of some of a group's lines (all by default): a slice when they follow each
+    other, else a copy."""
+    if part is not None and len(part) and part[-1] - part[0] + 1 != len(part):
+        lines = lines.take(pa.array(part))
+        part = None
+    start, stop = (0, len(lines)) if part is None else (int(part[0]), int(part[-1]) + 1)
+    offsets = np.frombuffer(lines.buffers()[1], np.int64)[
+        lines.offset : lines.offset + len(lines) + 1
+    ]
+    return lines.buffers()[2].slice(int(offsets[start]), int(offsets[stop] - offsets[start]))
 
 
 def concat_loose(tables: list[pa.Table]) -> pa.Table:
@@ -246,7 +272,7 @@ def concat_loose(tables: list[pa.Table]) -> pa.Table:
         kinds = {p.type for p in parts if not pa.types.is_null(p.type)}
         if len(kinds) > 1:
             if any(pa.types.is_floating(k) for k in kinds):
-                parts = [_cast(p, pa.float64(), pa.types.is_integer) for p in parts]
+                parts = [_cast(p, pa.float64(), pa.types.is_integer) for p in parts]  # as pa.array
             if pa.string() in kinds:
                 parts = [_cast(p, pa.string(), lambda t: t != pa.string()) for p in parts]
             kinds = {p.type for p in parts if not pa.types.is_null(p.type)}
@@ -258,4 +284,8 @@ def concat_loose(tables: list[pa.Table]) -> pa.Table:
 
 
 def _cast(part: pa.Array, to: pa.DataType, when) -> pa.Array:
-    return part.cast(to) if when(part.type) and not pa.types.is_null(part.type) else part
+    # Unsafe: an integer beyond 2**53 becomes the nearest double, as pa.array makes it among
+    # floats (then text, which cleansing reads back as that double, as on the per-line path).
+    if not when(part.type) or pa.types.is_null(part.type):
+        return part
+    return part.cast(to, safe=False)

@@ -3,6 +3,8 @@ lines it cannot read go to the per-line path, and nothing is lost or read twice.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -13,6 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from beam_pipelines.columnar import json_split
+from beam_pipelines.columnar.batch import BlockLines
 from beam_pipelines.columnar.json_split import concat_loose
 from beam_pipelines.columnar.json_split import split_json_block
 from tests.conftest import raw_block
@@ -142,6 +145,7 @@ _SCALARS = st.one_of(
     st.none(),
     st.text(max_size=6),
     st.integers(-(10**12), 10**14),
+    st.sampled_from([2**53 + 1, -(2**53) - 1, 2**63 - 1, 2**63, 2**64, -(2**63)]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     st.sampled_from(['12.5', ' 7 ', '1714564800', '2024-05-01T12:00:00Z', 'n/a']),
@@ -160,7 +164,8 @@ def _dirty_batches(draw):
             max_size=24,
         )
     )
-    lines = [orjson.dumps(r) for r in records]
+    # The standard library writes integers past 64 bits, which orjson refuses.
+    lines = [json.dumps(r, separators=(',', ':')).encode() for r in records]
     for _ in range(draw(st.integers(0, 3))):
         lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(BROKEN)))
     return lines
@@ -174,6 +179,54 @@ def test_a_dirty_block_gives_what_its_lines_give(schema, lines):
     split = _split(lines)
     if split is not None:
         assert sorted(split.rows.tolist() + split.rest.tolist()) == list(range(len(lines)))
+
+
+def test_integers_beyond_a_double_among_floats_become_what_the_lines_make_them(schema):
+    # Three pieces (the refused middle line splits the group): a safe cast of the huge
+    # integer to a double would fail the whole batch; the lines make it the nearest double.
+    lines = [
+        orjson.dumps(_event(1, value=2**53 + 1)),
+        b'{"event_id":"x","value":1,}',
+        orjson.dumps(_event(3, value=1.5)),
+        orjson.dumps(_event(4, timestamp=1714521600 * 10**9 + 1)),  # nanoseconds
+        orjson.dumps(_event(5, timestamp=1714521600.5)),
+    ]
+    _same(lines, schema)
+
+
+def test_an_extra_field_of_whole_numbers_among_fractions_keeps_its_text(schema):
+    # pyarrow reads the column as doubles: 10 would become 10.0 in attributes; the per-line
+    # path keeps 10. Those rows are left to it.
+    lines = [orjson.dumps(_event(2 * i + 1, value=1.0, price=p)) for i, p in enumerate([10, 2.5])]
+    split = _split(lines)
+    assert split.rest.tolist() == [0]
+    _same(lines, schema)
+
+
+def test_a_nested_extra_on_every_line_costs_two_reads_not_a_bisection(schema, monkeypatch):
+    calls = []
+    real = json_split.parse_lines
+    monkeypatch.setattr(json_split, 'parse_lines', lambda *a, **k: calls.append(1) or real(*a, **k))
+    lines = [orjson.dumps(_event(2 * i + 1, value=1.0, tags=['a', 'b'])) for i in range(64)]
+    split = _split(lines)
+    assert split.rest.tolist() == list(range(64))  # all explained by the per-line path
+    assert len(calls) <= 2
+    _same(lines, schema)
+
+
+def test_block_lines_are_cut_one_at_a_time_with_or_without_an_index():
+    text = b'{"a":1}\n{"b":2}\n{"c":3}'  # the last line without its newline
+    starts = [0, 8, 16]
+    lines = BlockLines(text, starts)
+    assert [lines[0], lines[2], lines[-1], lines[-3]] == [
+        b'{"a":1}',
+        b'{"c":3}',
+        b'{"c":3}',
+        b'{"a":1}',
+    ]
+    assert BlockLines(text, starts, np.array([2, 0]))[0:2] == [b'{"c":3}', b'{"a":1}']
+    with pytest.raises(IndexError):
+        lines[3]
 
 
 @pytest.mark.parametrize('line', BROKEN)
