@@ -68,6 +68,21 @@ def run_columnar(lines: list, schema, as_block=False) -> tuple[pa.Table | None, 
     return valid, dead + invalid
 
 
+def assert_block_gives_what_lines_give(lines: list, schema) -> None:
+    """The same lines parsed as a file block and one by one give the same valid rows and the
+    same dead letters, in the same order (processing times aside)."""
+    by_lines = run_columnar(lines, schema)
+    by_block = run_columnar(lines, schema, as_block=True)
+    assert (by_block[0] is None) == (by_lines[0] is None)
+    if by_lines[0] is not None:
+        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
+    assert _timeless(by_block[1]) == _timeless(by_lines[1])
+
+
+def _timeless(dead: list[dict]) -> list[dict]:
+    return [{k: v for k, v in d.items() if k != 'processing_time'} for d in dead]
+
+
 def events_table(rows: list[tuple]) -> pa.Table:
     """Clean events from (entity_id, event_type, epoch seconds, value) tuples."""
     return pa.table(

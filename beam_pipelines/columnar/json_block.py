@@ -141,23 +141,20 @@ def parse_lines(
     if not all(_sound(column) for column in table.columns):
         return None
     known = set(schema.field_names)
-    refused = np.zeros(n, dtype=bool)
-    columns = {}
-    for spec in schema.fields:
-        if spec.name not in table.column_names:
-            columns[spec.name] = pa.nulls(n)
-            continue
-        columns[spec.name] = table.column(spec.name).combine_chunks()
-        odd = _not_taken(columns[spec.name], spec.kind)
-        if odd is not None:
-            refused |= odd
+    columns = {
+        spec.name: table.column(spec.name).combine_chunks()
+        if spec.name in table.column_names
+        else pa.nulls(n)
+        for spec in schema.fields
+    }
     extras = table.select([c for c in table.column_names if c not in known])
-    for column in extras.columns:
-        odd = _not_taken(column.combine_chunks(), 'extra')
-        if odd is not None:
-            refused |= odd
-    if refused.any():
-        return np.flatnonzero(refused)
+    checked = [(columns[spec.name], spec.kind) for spec in schema.fields]
+    checked += [(column.combine_chunks(), 'extra') for column in extras.columns]
+    odd = [rows for rows in (_not_taken(c, kind) for c, kind in checked) if rows is not None]
+    if odd:
+        refused = np.flatnonzero(np.logical_or.reduce(odd))
+        if len(refused):
+            return refused
     if schema.extra != 'ignore':
         columns[ATTRIBUTES] = render_attributes(extras)
     return pa.table(columns)

@@ -181,8 +181,8 @@ class _ValueStarts:
     def of(self, name: str, test) -> np.ndarray:
         """Per line, whether a value of key ``name`` has a first byte passing ``test``."""
         key = name.encode()
-        if len(key) < 2:
-            return np.zeros(self._n, dtype=bool)  # (no such field in practice: not sorted)
+        if len(key) < 2:  # not seen: pyarrow's checks still hold for such a field
+            return np.zeros(self._n, dtype=bool)
         # Its last two bytes, and a quote where the name would start: a guess good enough.
         picked = np.flatnonzero(self._tail == (key[-2] << 8 | key[-1]))
         at = self._colons[picked]

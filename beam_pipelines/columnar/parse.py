@@ -120,9 +120,13 @@ def _parse_raw_batch(
         )
         for error_type, message, payload, position in batch.failures
     ]
-    split = _split_block(batch, schema) if batch.text is not None else None
+    split = None
+    if batch.text is not None:
+        positions = np.asarray(batch.positions, dtype=np.int64)
+        starts = positions - positions[0] if len(positions) else positions
+        split = split_json_block(batch.text, starts, schema)
     if split is not None and split.table is not None:
-        table, errors, positions, raw = _with_rest(batch, split, schema, pipeline, dead)
+        table, errors, positions, raw = _with_rest(batch, starts, split, schema, pipeline, dead)
     elif batch.text is not None or batch.lines is not None:
         lines = batch.line_list()
         # Lines that decode but are refused (too deep to write back, a key twice) are found
@@ -174,50 +178,48 @@ def _parse_raw_batch(
     return ParsedBatch(table=table, raw=raw, errors=errors, fmt=batch.fmt), dead
 
 
-def _split_block(batch: RawBatch, schema: EventSchema) -> Split | None:
-    starts = np.asarray(batch.positions, dtype=np.int64)
-    return split_json_block(batch.text, starts - starts[0] if len(starts) else starts, schema)
-
-
-def _with_rest(batch: RawBatch, split: Split, schema: EventSchema, pipeline: str, dead: list):
+def _with_rest(
+    batch: RawBatch, starts: np.ndarray, split: Split, schema: EventSchema, pipeline: str, dead
+):
     """The rows pyarrow read from a block and the rest of its lines parsed one by one (their
     dead letters go to ``dead``), as one table in the block's order.
+
+    Args:
+        batch: the block.
+        starts: its lines' offsets in ``batch.text``.
+        split: what pyarrow read of it.
+        schema: the event schema.
+        pipeline: pipeline name for dead letters.
+        dead: the batch's dead letters so far.
 
     Returns:
         ``(table, errors, positions, raw)`` for the rows kept.
     """
-    positions = np.asarray(batch.positions, dtype=np.int64)
-    starts = positions - positions[0]
+    positions = starts + batch.positions[0]
     lines = BlockLines(batch.text, starts)
-    tables, rows, by_line = [split.table], [split.rows], None
+    tables, rows, errors = [split.table], [split.rows], {}
     if len(split.rest):
-        by_line, more = _parse_raw_batch(
-            RawBatch(
-                batch.uri,
-                batch.fmt,
-                positions[split.rest].tolist(),
-                lines=[lines[i] for i in split.rest.tolist()],
-            ),
-            schema,
-            pipeline,
+        rest = RawBatch(
+            batch.uri,
+            batch.fmt,
+            positions[split.rest].tolist(),
+            lines=[lines[i] for i in split.rest],
         )
+        by_line, more = _parse_raw_batch(rest, schema, pipeline)
         dead.extend(more)
-    if by_line is not None:
-        tables.append(by_line.table.drop_columns([URI, POS]))
-        rows.append(np.searchsorted(positions, by_line.table.column(POS).to_numpy()))
+        if by_line is not None:
+            tables.append(by_line.table.drop_columns([URI, POS]))
+            rows.append(np.searchsorted(positions, by_line.table.column(POS).to_numpy()))
+            # Its rows follow pyarrow's in the joined table.
+            errors = {len(split.rows) + j: e for j, e in by_line.errors.items()}
     rows = np.concatenate(rows)
     table = concat_loose(tables)
-    errors = by_line.errors if by_line is not None else {}
     if len(rows) > 1 and not (np.diff(rows) > 0).all():  # into the block's order
         order = np.argsort(rows, kind='stable')
-        final = np.empty(len(order), dtype=np.int64)
-        final[order] = np.arange(len(order))
-        offset = len(split.rows)
-        errors = {int(final[offset + j]): e for j, e in errors.items()}
+        moved = np.empty(len(order), dtype=np.int64)
+        moved[order] = np.arange(len(order))
+        errors = {int(moved[i]): e for i, e in errors.items()}
         rows, table = rows[order], table.take(pa.array(order))
-    elif errors:
-        offset = len(split.rows)
-        errors = {offset + j: e for j, e in errors.items()}
     return table, errors, positions[rows], BlockLines(batch.text, starts, rows)
 
 

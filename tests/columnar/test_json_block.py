@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from beam_pipelines.columnar.json_block import read_json_block
 from beam_pipelines.columnar.json_block import render_attributes
+from tests.conftest import assert_block_gives_what_lines_give
 from tests.conftest import raw_block
 from tests.conftest import run_columnar
 
@@ -126,26 +127,14 @@ def _batches(draw):
 @settings(max_examples=300, deadline=None)
 @given(_batches())
 def test_a_block_gives_what_the_lines_give(schema, lines):
-    by_lines = run_columnar(lines, schema)
-    by_block = run_columnar(lines, schema, as_block=True)
-    assert (by_block[0] is None) == (by_lines[0] is None)
-    if by_lines[0] is not None:
-        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
-    assert _timeless(by_block[1]) == _timeless(by_lines[1])
-
-
-def _timeless(dead: list[dict]) -> list[dict]:
-    return [{k: v for k, v in d.items() if k != 'processing_time'} for d in dead]
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_crlf_lines_and_a_line_longer_than_a_chunk_give_what_the_lines_give(schema):
     crlf = [orjson.dumps(r) + b'\r' for r in CLEAN]
     long = orjson.dumps({**CLEAN[0], 'event_id': 'long', 'note': 'x' * (5 << 20)})
     for lines in (crlf, [*crlf[:2], long]):
-        by_lines = run_columnar(lines, schema)
-        by_block = run_columnar(lines, schema, as_block=True)
-        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
-        assert _timeless(by_block[1]) == _timeless(by_lines[1])
+        assert_block_gives_what_lines_give(lines, schema)
     assert read_json_block(*_block(crlf), schema) is not None  # '\r' is JSON whitespace
     # A line longer than a chunk: pyarrow takes it too, and the result is the same.
     assert read_json_block(*_block([*crlf[:2], long]), schema) is not None

@@ -18,8 +18,8 @@ from beam_pipelines.columnar import json_split
 from beam_pipelines.columnar.batch import BlockLines
 from beam_pipelines.columnar.json_split import concat_loose
 from beam_pipelines.columnar.json_split import split_json_block
+from tests.conftest import assert_block_gives_what_lines_give
 from tests.conftest import raw_block
-from tests.conftest import run_columnar
 
 
 def _event(i: int, **fields) -> dict:
@@ -57,37 +57,17 @@ BROKEN = [
 ]
 
 
-def _split(lines: list[bytes]):
+def _split(lines: list[bytes], schema):
     batch = raw_block(lines)
     starts = np.asarray(batch.positions, np.int64)
-    return split_json_block(batch.text, starts - starts[0], _schema())
-
-
-def _schema():
-    from beam_pipelines.schema import Event
-    from beam_pipelines.schema import compile_schema
-
-    return compile_schema(Event)
-
-
-def _timeless(dead: list[dict]) -> list[dict]:
-    return sorted(({k: v for k, v in d.items() if k != 'processing_time'} for d in dead), key=str)
-
-
-def _same(lines: list[bytes], schema) -> None:
-    by_lines = run_columnar(lines, schema)
-    by_block = run_columnar(lines, schema, as_block=True)
-    assert (by_block[0] is None) == (by_lines[0] is None)
-    if by_lines[0] is not None:
-        assert by_block[0].to_pylist() == by_lines[0].to_pylist()
-    assert _timeless(by_block[1]) == _timeless(by_lines[1])
+    return split_json_block(batch.text, starts - starts[0], schema)
 
 
 def test_mixed_types_and_broken_lines_are_read_by_pyarrow_but_the_broken_lines(schema, monkeypatch):
     monkeypatch.setattr(json_split, '_RETRIES', 100)  # a budget for this many broken lines
     clean = [orjson.dumps(_event(i)) for i in range(40)]
     lines = clean[:20] + BROKEN + clean[20:]
-    split = _split(lines)
+    split = _split(lines, schema)
     broken = set(range(20, 20 + len(BROKEN)))
     # Every good line is read by pyarrow although timestamps and values mix JSON types; the
     # valid UTF-8 line, the spaced key and the CRLF line too (the spaced one as a guess that
@@ -96,17 +76,17 @@ def test_mixed_types_and_broken_lines_are_read_by_pyarrow_but_the_broken_lines(s
     assert set(range(20)) | set(range(20 + len(BROKEN), len(lines))) <= set(split.rows.tolist())
     assert sorted(split.rows.tolist() + split.rest.tolist()) == list(range(len(lines)))
     assert split.table.num_rows == len(split.rows)
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_a_line_pyarrow_refuses_is_found_and_the_lines_around_it_are_kept(schema):
     lines = [orjson.dumps(_event(i)) for i in range(30)]
     lines[7] = b'{"event_id":"bad","timestamp":1714521600,}'
     lines[21] = b'{"event_id":"bad2","value":Infinity}'
-    split = _split(lines)
+    split = _split(lines, schema)
     assert split.rest.tolist() == [7, 21]
     assert sorted(split.rows.tolist()) == [i for i in range(30) if i not in (7, 21)]
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_a_group_refused_too_often_goes_line_by_line(schema, monkeypatch):
@@ -114,16 +94,16 @@ def test_a_group_refused_too_often_goes_line_by_line(schema, monkeypatch):
     lines = [orjson.dumps(_event(2 * i + 1, value=1.0)) for i in range(20)]  # one group
     for i in (3, 6, 9, 12):
         lines[i] = b'{"event_id":"x","value":1,}'
-    split = _split(lines)
+    split = _split(lines, schema)
     # Two calls after the first: one names line 3, one reads lines 0-2; then the budget is out.
     assert sorted(split.rows.tolist()) == [0, 1, 2]
     assert split.rest.tolist() == list(range(3, 20))
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_a_clean_block_is_read_whole(schema):
     lines = [orjson.dumps(_event(2 * i + 1, value=1.0)) for i in range(10)]
-    split = _split(lines)
+    split = _split(lines, schema)
     assert split.rest.tolist() == []
     assert split.rows.tolist() == list(range(10))
 
@@ -175,8 +155,8 @@ def _dirty_batches(draw):
 @given(_dirty_batches())
 @example([orjson.dumps(_event(i)) for i in range(6)] + BROKEN)
 def test_a_dirty_block_gives_what_its_lines_give(schema, lines):
-    _same(lines, schema)
-    split = _split(lines)
+    assert_block_gives_what_lines_give(lines, schema)
+    split = _split(lines, schema)
     if split is not None:
         assert sorted(split.rows.tolist() + split.rest.tolist()) == list(range(len(lines)))
 
@@ -191,16 +171,16 @@ def test_integers_beyond_a_double_among_floats_become_what_the_lines_make_them(s
         orjson.dumps(_event(4, timestamp=1714521600 * 10**9 + 1)),  # nanoseconds
         orjson.dumps(_event(5, timestamp=1714521600.5)),
     ]
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_an_extra_field_of_whole_numbers_among_fractions_keeps_its_text(schema):
     # pyarrow reads the column as doubles: 10 would become 10.0 in attributes; the per-line
     # path keeps 10. Those rows are left to it.
     lines = [orjson.dumps(_event(2 * i + 1, value=1.0, price=p)) for i, p in enumerate([10, 2.5])]
-    split = _split(lines)
+    split = _split(lines, schema)
     assert split.rest.tolist() == [0]
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_a_nested_extra_on_every_line_costs_two_reads_not_a_bisection(schema, monkeypatch):
@@ -208,10 +188,10 @@ def test_a_nested_extra_on_every_line_costs_two_reads_not_a_bisection(schema, mo
     real = json_split.parse_lines
     monkeypatch.setattr(json_split, 'parse_lines', lambda *a, **k: calls.append(1) or real(*a, **k))
     lines = [orjson.dumps(_event(2 * i + 1, value=1.0, tags=['a', 'b'])) for i in range(64)]
-    split = _split(lines)
+    split = _split(lines, schema)
     assert split.rest.tolist() == list(range(64))  # all explained by the per-line path
     assert len(calls) <= 2
-    _same(lines, schema)
+    assert_block_gives_what_lines_give(lines, schema)
 
 
 def test_block_lines_are_cut_one_at_a_time_with_or_without_an_index():
@@ -231,4 +211,6 @@ def test_block_lines_are_cut_one_at_a_time_with_or_without_an_index():
 
 @pytest.mark.parametrize('line', BROKEN)
 def test_each_broken_line_alone_among_good_ones(schema, line):
-    _same([orjson.dumps(_event(1)), line, orjson.dumps(_event(2))], schema)
+    assert_block_gives_what_lines_give(
+        [orjson.dumps(_event(1)), line, orjson.dumps(_event(2))], schema
+    )
