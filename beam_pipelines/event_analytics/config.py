@@ -88,6 +88,7 @@ class Config:
     input_bytes: int = 0
     postgres_url: str | None = None
     pg_schema: str = 'public'
+    pg_connections: int = 2
     redis_url: str | None = None
     redis_layout: RedisLayout = dataclasses.field(default_factory=RedisLayout)
     source: str = 'files'
@@ -283,6 +284,7 @@ class Config:
             num_shards=tune.num_shards,
             postgres_url=pg.postgres_url,
             pg_schema=pg.pg_schema,
+            pg_connections=pg.pg_connections,
             redis_url=rd.redis_url,
             redis_layout=layout,
             input_files=files,

@@ -186,7 +186,11 @@ def build_pipeline(p: beam.Pipeline, config: Config, write: bool = True) -> Outp
                 else {}
             ),
         } | 'WriteWarehouse' >> WriteToWarehouse(
-            config.postgres_url, config.pg_schema, PIPELINE_NAME, config.accumulation
+            config.postgres_url,
+            config.pg_schema,
+            PIPELINE_NAME,
+            config.accumulation,
+            connections=config.pg_connections,
         )
         for table, written in loaded.written.items():
             sized.append(written | f'CountLoaded[{table}]' >> CountAs(f'postgres_{table}', int))

@@ -37,6 +37,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
+from beam_pipelines.columnar.hashing import stable_hash
 from beam_pipelines.dead_letter import Stage
 from beam_pipelines.dead_letter import make_dead_letter
 from beam_pipelines.io import coders  # noqa: F401  (registers the Arrow table coder)
@@ -49,6 +50,7 @@ __all__ = [
     'WriteToPostgres',
     'connect',
     'copy_and_merge',
+    'lanes_of',
     'redact',
     'scrub',
 ]
@@ -63,6 +65,11 @@ _TRANSIENT = (
     psycopg2.InterfaceError,
     psycopg2.errors.SerializationFailure,
     psycopg2.errors.DeadlockDetected,
+)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing's multiplier
+_FMIX = (
+    (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD)),
+    (np.uint64(33), np.uint64(0xC4CEB9FE1A85EC53)),
 )
 _IDENTIFIER = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')  # fullmatch: '$' takes a final newline
 _MAX_IDENTIFIER = 63  # NAMEDATALEN - 1
@@ -177,6 +184,9 @@ class WriteToPostgres(beam.PTransform):
         retry: the policy for transient errors.
         before_load: optional picklable ``(cursor, table) -> None`` run in each transaction
             before the load (for example, to create the partitions a batch needs).
+        connections: connections (and threads) each worker's instance loads on, each taking
+            the rows of its share of the keys. Several let a server use several cores on one
+            load; each worker thread opens this many, so mind ``max_connections``.
     """
 
     def __init__(
@@ -186,9 +196,10 @@ class WriteToPostgres(beam.PTransform):
         pipeline_name: str,
         retry: RetryPolicy = RetryPolicy(),
         before_load=None,
+        connections: int = 1,
     ):
         super().__init__()
-        self._fn = _WriteFn(url, target, pipeline_name, retry, before_load)
+        self._fn = _WriteFn(url, target, pipeline_name, retry, before_load, connections)
 
     def expand(self, tables):
         return tables | 'CopyAndUpsert' >> beam.ParDo(self._fn).with_outputs(
@@ -197,36 +208,121 @@ class WriteToPostgres(beam.PTransform):
 
 
 class _WriteFn(beam.DoFn):
-    """COPY + upsert of each table, on a thread of its own: the database's work on one batch
-    overlaps the pipeline's work on the next (and the other sinks' writes), so on the
-    DirectRunner, where a stage runs on one thread, the server uses a core the pipeline does
-    not. At most ``_IN_FLIGHT`` batches wait; a bundle ends only when all its loads have, and a
-    load's error fails its bundle (which is retried: loads are idempotent). Loads of one
-    instance run in order, on one connection, as before."""
+    """COPY + upsert of each table on ``connections`` lanes, each a connection and a thread of
+    its own: the database's work on one batch overlaps the pipeline's work on the next (and the
+    other sinks' writes), so on the DirectRunner, where a stage runs on one thread, the server
+    uses cores the pipeline does not. A table is split among the lanes by its conflict key
+    (:func:`lanes_of`), so one key always takes one lane and a key's rows load in the order
+    they came; a batch then lands in one transaction per lane, not one in all. At most
+    ``_IN_FLIGHT`` batches wait; a bundle ends only when all its loads have, and a load's error
+    fails its bundle (which is retried: loads are idempotent)."""
 
     _IN_FLIGHT = 2
 
     def __init__(
-        self, url, target: PostgresTarget, pipeline_name: str, retry: RetryPolicy, before_load
+        self,
+        url,
+        target: PostgresTarget,
+        pipeline_name: str,
+        retry: RetryPolicy,
+        before_load,
+        connections: int = 1,
     ):
+        if connections < 1:
+            raise ValueError(f'connections must be at least 1: {connections}')
         self._url = url
         self._target = target
         self._pipeline_name = pipeline_name
         self._retry = retry
         self._before_load = before_load
-        self._conn = None
-        self._pool = None
+        self._connections = connections
+        self._lanes: list[_Lane] = []
 
     def setup(self):
         self._rows = Metrics.counter(NAMESPACE, f'postgres_rows_{self._target.table}')
         self._retries = Metrics.counter(NAMESPACE, 'postgres_retries')
         self._latency = Metrics.distribution(NAMESPACE, 'postgres_write_ms')
-        # No connection yet: the first load opens it, inside the retries (a worker set up
-        # while the database restarts would otherwise fail its bundle at once).
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f'postgres-{self._target.table}'
-        )
+        self._lanes = [
+            _Lane(self._url, self._target, self._retry, self._before_load, i)
+            for i in range(self._connections)
+        ]
         self._pending: collections.deque = collections.deque()
+
+    def teardown(self):
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
+
+    def start_bundle(self):
+        self._pending = collections.deque()  # a failed bundle's loads are not this one's
+
+    def process(self, table: pa.Table, window=beam.DoFn.WindowParam, at=beam.DoFn.TimestampParam):
+        if table.num_rows == 0:
+            return
+        table = _last_per_key(table.select(list(self._target.columns)), self._target.key)
+        loads = [lane.submit(part) for lane, part in zip(self._lanes, self._split(table))]
+        self._pending.append(([load for load in loads if load is not None], window, at))
+        while len(self._pending) > self._IN_FLIGHT:
+            yield from self._outputs(*self._pending.popleft())
+
+    def finish_bundle(self):
+        while self._pending:
+            yield from self._outputs(*self._pending.popleft())
+
+    def _split(self, table: pa.Table) -> list[pa.Table]:
+        if len(self._lanes) == 1:
+            return [table]
+        lane = lanes_of(table, self._target.key, len(self._lanes))
+        return [table.filter(pa.array(lane == i)) for i in range(len(self._lanes))]
+
+    def _outputs(self, loads, window, at):
+        """A batch's finished loads' outputs, in its element's window (they may leave with a
+        later element, or at the end of the bundle). Metrics are counted here: Beam's metrics
+        count only on the bundle's own thread."""
+        loaded = 0
+        for load in loads:
+            rows, rejected, retries, millis = load.result()  # a failed load fails the bundle
+            self._retries.inc(retries)
+            self._latency.update(millis)
+            self._rows.inc(rows)
+            loaded += rows
+            for row, message in rejected:
+                envelope = make_dead_letter(
+                    stage=Stage.SINK,
+                    error_type='postgres_rejected',
+                    error_message=_scrub(message, self._url),
+                    payload=orjson.dumps(row, default=str),
+                    source={'sink': 'postgres', 'table': self._target.table},
+                    pipeline=self._pipeline_name,
+                    event_time=_event_time(row),
+                )
+                yield pvalue.TaggedOutput(DEAD_LETTER, WindowedValue(envelope, at, (window,)))
+        if loaded:
+            yield WindowedValue(loaded, at, (window,))
+
+
+class _Lane:
+    """One connection and the one thread that loads on it: a lane's loads run in order. The
+    connection opens with the first load, inside the retries (a worker set up while the
+    database restarts would otherwise fail its bundle at once)."""
+
+    def __init__(self, url, target: PostgresTarget, retry: RetryPolicy, before_load, index: int):
+        self._url = url
+        self._target = target
+        self._retry = retry
+        self._before_load = before_load
+        self._conn = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f'postgres-{target.table}-{index}'
+        )
+
+    def submit(self, table: pa.Table) -> concurrent.futures.Future | None:
+        """Queues the load of ``table`` (None for an empty part: nothing to load)."""
+        return self._pool.submit(self._timed_load, table) if table.num_rows else None
+
+    def close(self):
+        self._pool.shutdown(wait=True)
+        self._close()
 
     def _connect(self):
         self._close()
@@ -237,49 +333,6 @@ class _WriteFn(beam.DoFn):
             with contextlib.suppress(psycopg2.Error):
                 self._conn.close()
             self._conn = None
-
-    def teardown(self):
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        self._close()
-
-    def start_bundle(self):
-        self._pending = collections.deque()  # a failed bundle's loads are not this one's
-
-    def process(self, table: pa.Table, window=beam.DoFn.WindowParam, at=beam.DoFn.TimestampParam):
-        if table.num_rows == 0:
-            return
-        table = _last_per_key(table.select(list(self._target.columns)), self._target.key)
-        self._pending.append((self._pool.submit(self._timed_load, table), window, at))
-        while len(self._pending) > self._IN_FLIGHT:
-            yield from self._outputs(*self._pending.popleft())
-
-    def finish_bundle(self):
-        while self._pending:
-            yield from self._outputs(*self._pending.popleft())
-
-    def _outputs(self, load, window, at):
-        """A finished load's outputs, in its element's window (they may leave with a later
-        element, or at the end of the bundle). Metrics are counted here: Beam's metrics count
-        only on the bundle's own thread."""
-        loaded, rejected, retries, millis = load.result()  # a failed load fails the bundle
-        self._retries.inc(retries)
-        self._latency.update(millis)
-        self._rows.inc(loaded)
-        for row, message in rejected:
-            envelope = make_dead_letter(
-                stage=Stage.SINK,
-                error_type='postgres_rejected',
-                error_message=_scrub(message, self._url),
-                payload=orjson.dumps(row, default=str),
-                source={'sink': 'postgres', 'table': self._target.table},
-                pipeline=self._pipeline_name,
-                event_time=_event_time(row),
-            )
-            yield pvalue.TaggedOutput(DEAD_LETTER, WindowedValue(envelope, at, (window,)))
-        if loaded:
-            yield WindowedValue(loaded, at, (window,))
 
     def _timed_load(self, table: pa.Table) -> tuple[int, list, int, int]:
         started = time.monotonic()
@@ -372,6 +425,40 @@ def _last_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
     if len(keep) == table.num_rows:
         return table
     return table.take(pa.array(keep))
+
+
+def lanes_of(table: pa.Table, key: tuple[str, ...], lanes: int) -> np.ndarray:
+    """Each row's lane in ``[0, lanes)``, a function of its key alone (one key, one lane, in
+    every batch). It hashes the key's numeric and temporal columns when the key has any, in
+    numpy; else all its columns as strings (:func:`stable_hash`, one CRC per distinct value)."""
+    columns = [table.column(name) for name in key]
+    fixed = [c for c in columns if _fixed_width(c.type)]
+    parts = [_fixed_hash(c) for c in fixed] if fixed else [
+        stable_hash(c if pa.types.is_string(c.type) else c.cast(pa.string())) for c in columns
+    ]  # fmt: skip
+    h = np.zeros(table.num_rows, dtype=np.uint64)
+    with np.errstate(over='ignore'):
+        for part in parts:
+            h = (h ^ part) * _MIX
+        for shift, factor in _FMIX:  # MurmurHash3's finaliser: every bit reaches the low ones
+            h ^= h >> shift
+            h *= factor
+        h ^= h >> np.uint64(33)
+    return (h % np.uint64(lanes)).astype(np.int64)
+
+
+_INTS = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
+
+
+def _fixed_width(kind: pa.DataType) -> bool:
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    return (numeric or pa.types.is_temporal(kind)) and kind.bit_width in _INTS
+
+
+def _fixed_hash(column: pa.ChunkedArray) -> np.ndarray:
+    """The bits of each value of a fixed-width column, as uint64 (nulls as 0)."""
+    values = column.combine_chunks().view(_INTS[column.type.bit_width]).fill_null(0)
+    return np.asarray(values.to_numpy(zero_copy_only=False)).astype(np.uint64)
 
 
 def _event_time(row: dict[str, Any]) -> str | None:

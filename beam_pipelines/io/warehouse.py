@@ -68,9 +68,17 @@ class WriteToWarehouse(beam.PTransform):
             aggregates are panes (``PANE_SCHEMA``): an accumulating pane replaces the stored row
             if it is not older; a discarding pane is added to it (each pane once). The optional
             ``retractions`` output (merged-away sessions) is deleted.
+        connections: connections per table load (see :class:`WriteToPostgres`).
     """
 
-    def __init__(self, url: str, schema: str, pipeline_name: str, accumulation: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        pipeline_name: str,
+        accumulation: str | None = None,
+        connections: int = 2,
+    ):
         super().__init__()
         if accumulation not in (None, 'accumulating', 'discarding'):
             raise ValueError(f'accumulation must be accumulating or discarding: {accumulation!r}')
@@ -78,6 +86,7 @@ class WriteToWarehouse(beam.PTransform):
         self._schema = schema
         self._pipeline_name = pipeline_name
         self._accumulation = accumulation
+        self._connections = connections
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> WarehouseResult:
         s = self._schema
@@ -90,18 +99,14 @@ class WriteToWarehouse(beam.PTransform):
             'events': (
                 outputs['events']
                 | 'EventsToRows' >> beam.Map(event_rows).with_output_types(pa.Table)
-                | 'LoadEvents'
-                >> WriteToPostgres(
-                    self._url, events, self._pipeline_name, before_load=EventPartitions(s)
-                )
+                | 'LoadEvents' >> self._write(events, before_load=EventPartitions(s))
             ),
-            'aggregates': outputs['aggregates']
-            | 'LoadAggregates' >> WriteToPostgres(self._url, aggregates, self._pipeline_name),
+            'aggregates': outputs['aggregates'] | 'LoadAggregates' >> self._write(aggregates),
             'dead_letters': (
                 outputs['dead_letter']
                 | 'BatchDeadLetters' >> beam.BatchElements(min_batch_size=1, max_batch_size=10_000)
                 | 'DeadLettersToRows' >> beam.Map(dead_letter_rows).with_output_types(pa.Table)
-                | 'LoadDeadLetters' >> WriteToPostgres(self._url, dead, self._pipeline_name)
+                | 'LoadDeadLetters' >> self._write(dead)
             ),
         }
         if 'anomalies' in outputs:
@@ -111,7 +116,7 @@ class WriteToWarehouse(beam.PTransform):
             results['anomalies'] = (
                 outputs['anomalies']
                 | 'AnomaliesToRows' >> beam.Map(_anomaly_rows).with_output_types(pa.Table)
-                | 'LoadAnomalies' >> WriteToPostgres(self._url, anomalies, self._pipeline_name)
+                | 'LoadAnomalies' >> self._write(anomalies)
             )
         if 'quality' in outputs:
             quality = PostgresTarget(
@@ -121,9 +126,7 @@ class WriteToWarehouse(beam.PTransform):
                 s,
                 json_columns=('details', 'breaches'),
             )
-            results['quality'] = outputs['quality'] | 'LoadQuality' >> WriteToPostgres(
-                self._url, quality, self._pipeline_name
-            )
+            results['quality'] = outputs['quality'] | 'LoadQuality' >> self._write(quality)
         if 'quality_windows' in outputs:
             windows = PostgresTarget(
                 'quality_windows',
@@ -132,16 +135,22 @@ class WriteToWarehouse(beam.PTransform):
                 s,
                 json_columns=('details', 'breaches'),
             )
-            results['quality_windows'] = outputs[
-                'quality_windows'
-            ] | 'LoadQualityWindows' >> WriteToPostgres(self._url, windows, self._pipeline_name)
+            results['quality_windows'] = outputs['quality_windows'] | 'LoadQualityWindows' >> (
+                self._write(windows)
+            )
         if 'retractions' in outputs:
             retracted = PostgresTarget('aggregates', WINDOW_KEY, WINDOW_KEY, s, delete=True)
-            results['retractions'] = outputs['retractions'] | 'DeleteRetracted' >> WriteToPostgres(
-                self._url, retracted, self._pipeline_name
+            results['retractions'] = outputs['retractions'] | 'DeleteRetracted' >> (
+                self._write(retracted)
             )
         refused = [r[DEAD_LETTER] for r in results.values()] | 'RefusedRows' >> beam.Flatten()
         return WarehouseResult({k: r[WRITTEN] for k, r in results.items()}, refused)
+
+    def _write(self, target: PostgresTarget, before_load=None) -> WriteToPostgres:
+        return WriteToPostgres(
+            self._url, target, self._pipeline_name, before_load=before_load,
+            connections=self._connections,
+        )  # fmt: skip
 
 
 WINDOW_KEY = ('entity_id', 'event_type', 'window_start', 'window_end')

@@ -18,3 +18,12 @@ class PostgresOptions(PipelineOptions):
             default='public',
             help='Database schema of the warehouse tables (created and migrated at start).',
         )
+        parser.add_argument(
+            '--pg_connections',
+            type=int,
+            default=2,
+            help='Connections each table load uses per worker thread, each taking its share '
+            'of the keys (a key always takes the same one, so its rows land in order); more '
+            'let the server load on more cores. Mind max_connections: a worker thread opens '
+            'this many per table.',
+        )

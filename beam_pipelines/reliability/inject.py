@@ -51,7 +51,7 @@ def _install(trigger: _Trigger, sink: str) -> None:
     if sink == 'postgres':
         from beam_pipelines.io import postgres
 
-        load = postgres._WriteFn._load
+        load = postgres._Lane._load
 
         @functools.wraps(load)
         def _load(self, table):
@@ -59,7 +59,7 @@ def _install(trigger: _Trigger, sink: str) -> None:
             trigger.wrote()
             return out
 
-        postgres._WriteFn._load = _load
+        postgres._Lane._load = _load
         return
     from beam_pipelines.io import redis_sink
 

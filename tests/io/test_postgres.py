@@ -14,6 +14,7 @@ import sys
 import uuid
 
 import apache_beam as beam
+import numpy as np
 import psycopg2
 import pyarrow as pa
 import pytest
@@ -32,6 +33,7 @@ from beam_pipelines.io.postgres import PostgresTarget
 from beam_pipelines.io.postgres import RetryPolicy
 from beam_pipelines.io.postgres import WriteToPostgres
 from beam_pipelines.io.postgres import _WriteFn
+from beam_pipelines.io.postgres import lanes_of
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.warehouse_schema import MIGRATIONS
 from beam_pipelines.io.warehouse_schema import migrate
@@ -107,7 +109,8 @@ def _readings_table(pg_url, schema):
     return PostgresTarget('readings', ('id', 'value', 'note'), ('id',), schema)
 
 
-def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema):
+@pytest.mark.parametrize('connections', [1, 3])
+def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema, connections):
     target = _readings_table(pg_url, pg_schema)
     batches = [
         pa.table({'id': ['a', 'b', 'a'], 'value': [1.0, 2.0, 3.0], 'note': ['x', None, '']}),
@@ -115,7 +118,11 @@ def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema):
     ]
     for _ in range(2):  # a re-run must leave the same rows
         with TestPipeline() as p:
-            result = p | beam.Create(batches) | WriteToPostgres(pg_url, target, 'test')
+            result = (
+                p
+                | beam.Create(batches)
+                | WriteToPostgres(pg_url, target, 'test', connections=connections)
+            )
             refused = result[DEAD_LETTER] | beam.Map(
                 lambda d: (d['stage'], d['error_type'], json.loads(d['payload'])['id'])
             )
@@ -127,16 +134,58 @@ def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema):
     assert rows == [('a', 3.0, ''), ('b', 2.0, None), ('c', 4.0, 'q"uo,te\n')]
 
 
+def test_a_key_keeps_its_order_across_connections(pg_url, pg_schema):
+    """Each batch rewrites every key; three connections load them at once, yet a key always
+    takes the same one, so the last batch's value is the one that stays."""
+    target = _readings_table(pg_url, pg_schema)
+    fn = _WriteFn(pg_url, target, 'test', RetryPolicy(), None, connections=3)
+    fn.setup()
+    ids = [f'k{i}' for i in range(300)]
+    try:
+        fn.start_bundle()
+        out = []
+        for batch in range(8):
+            table = pa.table({'id': ids, 'value': [float(batch)] * 300, 'note': ['n'] * 300})
+            out += fn.process(table, GlobalWindow(), MIN_TIMESTAMP)
+        out += fn.finish_bundle()
+    finally:
+        fn.teardown()
+    assert sum(o.value for o in out) == 8 * 300
+    assert query(pg_url, f'SELECT value, count(*) FROM "{pg_schema}".readings GROUP BY 1') == [
+        (7.0, 300)
+    ]
+
+
+def test_lanes_follow_the_key_alone():
+    """A row's lane depends on its key's values only, whatever else the batch holds; the key's
+    numeric or temporal columns decide it when it has any, else its strings (any type)."""
+    times = pa.array([10**12 * i for i in range(1000)], pa.timestamp('us', tz='UTC'))
+    ids = pa.array([f'e{i}' for i in range(1000)])
+    table = pa.table({'event_id': ids, 'event_time': times, 'other': list(range(1000))})
+    lanes = lanes_of(table, ('event_id', 'event_time'), 4)
+    assert sorted(set(lanes.tolist())) == [0, 1, 2, 3]
+    assert min(np.bincount(lanes)) > 150  # spread, not all on one connection
+    part = table.take([5, 900, 17]).set_column(2, 'other', pa.array([0, 0, 0]))
+    assert lanes_of(part, ('event_id', 'event_time'), 4).tolist() == lanes[[5, 900, 17]].tolist()
+    halves = pa.table({'v': [0.5 * i for i in range(1000)]})  # low bits all zero
+    assert min(np.bincount(lanes_of(halves, ('v',), 2))) > 400
+    decimals = pa.table({'d': pa.array([1, 2, 1, None], pa.decimal128(10, 2))})
+    d = lanes_of(decimals, ('d',), 8)
+    assert d[0] == d[2] and all(0 <= x < 8 for x in d)
+    with pytest.raises(ValueError, match='at least 1'):
+        _WriteFn(PG_URL, PostgresTarget('t', ('a',), ('a',)), 'test', RetryPolicy(), None, 0)
+
+
 def test_lost_connection_is_retried(pg_url, pg_schema):
     target = _readings_table(pg_url, pg_schema)
     fn = _WriteFn(pg_url, target, 'test', RetryPolicy(attempts=3, initial_delay_secs=0.05), None)
     fn.setup()
     try:
-        assert fn._conn is None  # opened by the first load, inside the retries
+        assert fn._lanes[0]._conn is None  # opened by the first load, inside the retries
         fn.start_bundle()
         first = pa.table({'id': ['r0'], 'value': [0.0], 'note': ['n']})
         [*fn.process(first, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
-        query(pg_url, f'SELECT pg_terminate_backend({fn._conn.get_backend_pid()})')
+        query(pg_url, f'SELECT pg_terminate_backend({fn._lanes[0]._conn.get_backend_pid()})')
         fn.start_bundle()
         table = pa.table({'id': ['r1'], 'value': [1.0], 'note': ['n']})
         out = [*fn.process(table, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
