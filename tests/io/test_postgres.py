@@ -32,7 +32,9 @@ from beam_pipelines.io.postgres import WRITTEN
 from beam_pipelines.io.postgres import PostgresTarget
 from beam_pipelines.io.postgres import RetryPolicy
 from beam_pipelines.io.postgres import WriteToPostgres
+from beam_pipelines.io.postgres import _StraightIn
 from beam_pipelines.io.postgres import _WriteFn
+from beam_pipelines.io.postgres import copy_and_merge
 from beam_pipelines.io.postgres import lanes_of
 from beam_pipelines.io.postgres import redact
 from beam_pipelines.io.warehouse_schema import MIGRATIONS
@@ -154,6 +156,31 @@ def test_a_key_keeps_its_order_across_connections(pg_url, pg_schema):
     assert query(pg_url, f'SELECT value, count(*) FROM "{pg_schema}".readings GROUP BY 1') == [
         (7.0, 300)
     ]
+
+
+def test_new_keys_go_straight_in_and_stored_ones_are_merged(pg_url, pg_schema):
+    target = _readings_table(pg_url, pg_schema)
+    first = pa.table({'id': ['a', 'b'], 'value': [1.0, 2.0], 'note': ['x', 'y']})
+    mixed = pa.table({'id': ['c', 'a'], 'value': [3.0, 9.0], 'note': ['z', None]})
+    went = []
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+        for table in (first, mixed):
+            went.append(copy_and_merge(cur, target, table, direct=True))
+    conn.close()
+    assert went == [True, False]  # 'a' was stored: the try is undone, the merge updates it
+    rows = query(pg_url, f'SELECT id, value, note FROM "{pg_schema}".readings ORDER BY id')
+    assert rows == [('a', 9.0, None), ('b', 2.0, 'y'), ('c', 3.0, 'z')]
+
+
+def test_after_a_refusal_the_straight_try_backs_off():
+    policy, tries = _StraightIn(), []
+    for went_in in [False] * 4 + [True] + [False]:
+        while not policy.worth_trying():
+            tries.append('-')
+        tries.append('try')
+        policy.record(went_in)
+    # Refused: wait 1, 2, 4 batches; one that went in: back to trying every batch.
+    assert ' '.join(tries) == 'try - try - - try - - - - try - - - - - - - - try try'
 
 
 def test_lanes_follow_the_key_alone():
