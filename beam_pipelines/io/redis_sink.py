@@ -33,6 +33,8 @@ from apache_beam.metrics import Metrics
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from beam_pipelines.columnar.json_objects import json_objects
+
 __all__ = ['RedisLayout', 'WriteToRedis', 'again_on_noscript', 'server_run_id']
 
 T = TypeVar('T')
@@ -332,12 +334,7 @@ class _WriteAggregatesFn(beam.DoFn):
             table, sort_keys=[('entity_id', 'ascending'), ('event_type', 'ascending')]
         )
         table = table.take(order)
-        starts_ms = table.column('window_start').cast(pa.int64()).to_numpy() // 1000
-        starts = pa.array(starts_ms).cast(pa.string())
-        windows = [orjson.dumps(stats) for stats in table.select(list(_STATS)).to_pylist()]
-        args = [None] * (2 * table.num_rows)  # start, JSON, start, JSON, ...
-        args[0::2] = starts.cast(pa.binary()).to_pylist()
-        args[1::2] = windows
+        data, ends = _series_text(table)
         entities = table.column('entity_id').to_pylist()
         types = table.column('event_type').to_pylist()
         bounds = _group_bounds(table)
@@ -346,7 +343,7 @@ class _WriteAggregatesFn(beam.DoFn):
             entity, etype = entities[lo], types[lo]
             self._series_script(
                 keys=[lay.series(entity, etype), lay.series_data(entity, etype)],
-                args=[lay.series_length, lay.ttl_secs, b'\n'.join(args[2 * lo : 2 * hi])],
+                args=[lay.series_length, lay.ttl_secs, data[ends[lo] : ends[hi] - 1]],
                 client=pipe,
             )
             if i % lay.chunk == 0:
@@ -414,6 +411,20 @@ class _WriteAggregatesFn(beam.DoFn):
                 pipe.execute()
         pipe.execute()
         return sent
+
+
+def _series_text(table: pa.Table) -> tuple[bytes, list[int]]:
+    """Every row as ``start\\nJSON\\n`` (the series script's arguments), in one buffer, and
+    where each row starts (with the end last): the rows ``lo:hi`` are
+    ``data[ends[lo]:ends[hi] - 1]``, cut without a Python object per row."""
+    starts_ms = table.column('window_start').cast(pa.int64()).to_numpy() // 1000
+    starts = pa.array(starts_ms).cast(pa.string())
+    stats = json_objects(table.select(list(_STATS)))
+    rows = pc.binary_join_element_wise(starts, stats, '', '\n').combine_chunks()
+    rows = rows.cast(pa.large_binary())
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[: len(rows) + 1]
+    data = rows.buffers()[2]
+    return (data.to_pybytes() if data is not None else b''), offsets.tolist()
 
 
 def _group_bounds(table: pa.Table) -> list[int]:

@@ -31,6 +31,7 @@ from tests.conftest import service_unavailable
 
 REDIS_URL = os.environ.get('BEAM_PIPELINES_TEST_REDIS_URL', 'redis://127.0.0.1:6379/0')
 MINUTE_US = 60_000_000
+STATS = ('count', 'value_count', 'sum', 'min', 'max', 'mean', 'stddev', 'p50', 'p95')
 
 
 @pytest.fixture(scope='module')
@@ -111,6 +112,30 @@ def test_writes_are_idempotent_and_latest_never_rolls_back(client, prefix):
     assert json.loads(data)['count'] == 2
     assert 0 < client.ttl(layout.latest('u1', 'click')) <= 3600
     assert 0 < client.ttl(layout.series('u1', 'click')) <= 3600
+
+
+def test_series_data_holds_every_statistic_as_its_row_does(client, prefix):
+    layout = RedisLayout(prefix=prefix, ttl_secs=3600, series_length=10)
+    batch = aggregates([('u1', 'click', m, m + 1, 10.0**m) for m in range(-1, 4)] + [
+        ('u2', 'view', 7, 3, 2.5),
+    ])  # fmt: skip
+    batch = batch.set_column(
+        batch.schema.get_field_index('max'),
+        'max',
+        pa.array([float('nan'), 1e21, -0.0, 123456.0, None, 0.1]),
+    )
+    write([batch], layout)
+    for row in batch.to_pylist():
+        data = client.hget(
+            layout.series_data(row['entity_id'], row['event_type']),
+            str(int(row['window_start'].timestamp() * 1000)),
+        )
+        stored = json.loads(data)
+        expected = {k: row[k] for k in stored}
+        expected['max'] = None if expected['max'] != expected['max'] else expected['max']
+        assert list(stored) == list(STATS)
+        assert stored == expected
+        assert [type(v) for v in stored.values()] == [type(v) for v in expected.values()]
 
 
 def test_a_script_cache_emptied_mid_write_is_written_again(client, prefix, monkeypatch):
