@@ -379,13 +379,15 @@ class _Lane:
         except psycopg2.Error as exc:
             if table.num_rows == 1:
                 return 0, [(table.to_pylist()[0], f'{type(exc).__name__}: {exc}'.strip())]
+            # Refused data: a straight-in try was refused too, and the halves need not try.
+            self._straight_in.record(False)
             half = table.num_rows // 2
             ok_a, bad_a = self._load(table.slice(0, half))
             ok_b, bad_b = self._load(table.slice(half))
             return ok_a + ok_b, bad_a + bad_b
 
     def _copy_and_merge(self, cur, table: pa.Table) -> None:
-        tried = self._straight_in.worth_trying()
+        tried = not self._target.delete and self._straight_in.worth_trying()
         went = copy_and_merge(cur, self._target, table, self._before_load, direct=tried)
         if tried:
             self._straight_in.record(went)
@@ -487,18 +489,14 @@ def _last_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
 
 
 def lanes_of(table: pa.Table, key: tuple[str, ...], lanes: int) -> np.ndarray:
-    """Each row's lane in ``[0, lanes)``, a function of its key alone (one key, one lane, in
-    every batch). It hashes the key's numeric and temporal columns when the key has any, in
-    numpy; else all its columns as strings (:func:`stable_hash`, one CRC per distinct value)."""
-    columns = [table.column(name) for name in key]
-    fixed = [c for c in columns if _fixed_width(c.type)]
-    parts = [_fixed_hash(c) for c in fixed] if fixed else [
-        stable_hash(c if pa.types.is_string(c.type) else c.cast(pa.string())) for c in columns
-    ]  # fmt: skip
+    """Each row's lane in ``[0, lanes)``, a function of its key's values alone (one key, one
+    lane, in every batch, whatever Arrow type holds it): every key column is hashed, numbers
+    and times by their value in numpy, strings by :func:`stable_hash` (one CRC per distinct
+    value), anything else as its text."""
     h = np.zeros(table.num_rows, dtype=np.uint64)
     with np.errstate(over='ignore'):
-        for part in parts:
-            h = (h ^ part) * _MIX
+        for name in key:
+            h = (h ^ _value_hash(table.column(name))) * _MIX
         for shift, factor in _FMIX:  # MurmurHash3's finaliser: every bit reaches the low ones
             h ^= h >> shift
             h *= factor
@@ -506,18 +504,24 @@ def lanes_of(table: pa.Table, key: tuple[str, ...], lanes: int) -> np.ndarray:
     return (h % np.uint64(lanes)).astype(np.int64)
 
 
-_INTS = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
-
-
-def _fixed_width(kind: pa.DataType) -> bool:
-    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
-    return (numeric or pa.types.is_temporal(kind)) and kind.bit_width in _INTS
-
-
-def _fixed_hash(column: pa.ChunkedArray) -> np.ndarray:
-    """The bits of each value of a fixed-width column, as uint64 (nulls as 0)."""
-    values = column.combine_chunks().view(_INTS[column.type.bit_width]).fill_null(0)
-    return np.asarray(values.to_numpy(zero_copy_only=False)).astype(np.uint64)
+def _value_hash(column: pa.ChunkedArray) -> np.ndarray:
+    """A uint64 per value (nulls as 0 or ''), the same for equal values of any unit or width."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _value_hash(column.cast(kind.value_type))
+    if pa.types.is_timestamp(kind):
+        bits = column.cast(pa.timestamp('us', kind.tz), safe=False).cast(pa.int64())
+    elif pa.types.is_date(kind):
+        bits = column.cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+    elif pa.types.is_integer(kind):
+        bits = column.cast(pa.int64(), safe=False)
+    elif pa.types.is_floating(kind):
+        bits = column.cast(pa.float64()).combine_chunks().view(pa.int64())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return stable_hash(column)
+    else:
+        return stable_hash(column.cast(pa.string()))
+    return np.asarray(bits.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.uint64)
 
 
 def _event_time(row: dict[str, Any]) -> str | None:

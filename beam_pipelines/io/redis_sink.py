@@ -44,7 +44,7 @@ NAMESPACE = 'beam_pipelines'
 
 # Arguments that hold many values hold them newline-separated, as one argument: redis-py
 # encodes every argument of every command in Python, which, not Redis, was the sink's cost.
-# (No value contains a newline: window starts, numbers as text, JSON from orjson.)
+# (No value contains a newline: window starts, numbers as text, JSON without whitespace.)
 _SPLIT_LUA = """
 local function split(text)
   local out = {}
@@ -421,7 +421,7 @@ def _series_text(table: pa.Table) -> tuple[bytes, list[int]]:
     starts = pa.array(starts_ms).cast(pa.string())
     stats = json_objects(table.select(list(_STATS)))
     rows = pc.binary_join_element_wise(starts, stats, '', '\n').combine_chunks()
-    rows = rows.cast(pa.large_binary())
+    rows = rows.cast(pa.large_binary())  # a fresh array: its offsets start at its first row
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[: len(rows) + 1]
     data = rows.buffers()[2]
     return (data.to_pybytes() if data is not None else b''), offsets.tolist()

@@ -7,10 +7,13 @@ skip, except under CI, where they fail.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import apache_beam as beam
@@ -27,6 +30,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from beam_pipelines.generate_events import GeneratorConfig
 from beam_pipelines.generate_events import generate_records
 from beam_pipelines.generate_events import write_events
+from beam_pipelines.io import postgres
 from beam_pipelines.io.postgres import DEAD_LETTER
 from beam_pipelines.io.postgres import WRITTEN
 from beam_pipelines.io.postgres import PostgresTarget
@@ -138,9 +142,11 @@ def test_copy_upsert_is_idempotent_and_refuses_only_bad_rows(pg_url, pg_schema, 
 
 def test_a_key_keeps_its_order_across_connections(pg_url, pg_schema):
     """Each batch rewrites every key; three connections load them at once, yet a key always
-    takes the same one, so the last batch's value is the one that stays."""
+    takes the same one, so the last batch's value is the one that stays, even though the
+    first connection is slow (a key that moved between connections would end on an older
+    value)."""
     target = _readings_table(pg_url, pg_schema)
-    fn = _WriteFn(pg_url, target, 'test', RetryPolicy(), None, connections=3)
+    fn = _WriteFn(pg_url, target, 'test', RetryPolicy(), _slow_first_lane, connections=3)
     fn.setup()
     ids = [f'k{i}' for i in range(300)]
     try:
@@ -156,6 +162,32 @@ def test_a_key_keeps_its_order_across_connections(pg_url, pg_schema):
     assert query(pg_url, f'SELECT value, count(*) FROM "{pg_schema}".readings GROUP BY 1') == [
         (7.0, 300)
     ]
+
+
+def _slow_first_lane(cur, table):
+    if threading.current_thread().name.startswith('postgres-readings-0'):
+        time.sleep(0.05)
+
+
+def test_a_connection_waits_after_a_refused_straight_in(pg_url, pg_schema, monkeypatch):
+    """After stored keys refuse a straight-in COPY, the next load merges without trying it."""
+    tries = []
+    straight_in = postgres._copy_straight_in
+    monkeypatch.setattr(
+        postgres, '_copy_straight_in', lambda *a: tries.append(1) or straight_in(*a)
+    )
+    target = _readings_table(pg_url, pg_schema)
+    fn = _WriteFn(pg_url, target, 'test', RetryPolicy(), None, connections=1)
+    fn.setup()
+    try:
+        fn.start_bundle()
+        for ids in (['a'], ['a'], ['b'], ['c']):  # new, stored (refused), waits, tries again
+            table = pa.table({'id': ids, 'value': [1.0], 'note': ['n']})
+            [*fn.process(table, GlobalWindow(), MIN_TIMESTAMP), *fn.finish_bundle()]
+    finally:
+        fn.teardown()
+    assert len(tries) == 3
+    assert query(pg_url, f'SELECT count(*) FROM "{pg_schema}".readings') == [(3,)]
 
 
 def test_new_keys_go_straight_in_and_stored_ones_are_merged(pg_url, pg_schema):
@@ -199,6 +231,21 @@ def test_lanes_follow_the_key_alone():
     decimals = pa.table({'d': pa.array([1, 2, 1, None], pa.decimal128(10, 2))})
     d = lanes_of(decimals, ('d',), 8)
     assert d[0] == d[2] and all(0 <= x < 8 for x in d)
+    window = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    one_window = pa.table(  # a pane firing: many keys, one window
+        {
+            'entity_id': [f'u{i}' for i in range(2000)],
+            'event_type': ['click'] * 2000,
+            'window_start': pa.array([window] * 2000, pa.timestamp('us', 'UTC')),
+            'window_end': pa.array([window] * 2000, pa.timestamp('us', 'UTC')),
+        }
+    )
+    key = ('entity_id', 'event_type', 'window_start', 'window_end')
+    assert min(np.bincount(lanes_of(one_window, key, 2))) > 800
+    as_ms = one_window.set_column(
+        2, 'window_start', one_window.column('window_start').cast(pa.timestamp('ms', 'UTC'))
+    )
+    assert lanes_of(as_ms, key, 8).tolist() == lanes_of(one_window, key, 8).tolist()
     with pytest.raises(ValueError, match='at least 1'):
         _WriteFn(PG_URL, PostgresTarget('t', ('a',), ('a',)), 'test', RetryPolicy(), None, 0)
 
