@@ -161,10 +161,11 @@ def parse_lines(
 
 
 def _sound(column: pa.ChunkedArray) -> bool:
-    """Whether a column is a valid array. pyarrow's JSON reader builds a list of lists of
-    nulls with offsets past its child (``[[null, null]]``), which fails later reads of it with
-    ArrowIndexError or worse. Only such types are checked: a full validation costs a pass."""
-    if not _holds_null_lists(column.type):
+    """Whether a column is a valid array. pyarrow's JSON reader builds lists with offsets past
+    their child (``[[null, null]]``, and ``[null, false]``, whose leading null it first took
+    for the item type), which fails later reads of it with ArrowIndexError or worse. Only
+    columns holding lists are checked: a full validation costs a pass."""
+    if not _holds_lists(column.type):
         return True
     try:
         column.validate(full=True)
@@ -173,12 +174,11 @@ def _sound(column: pa.ChunkedArray) -> bool:
     return True
 
 
-def _holds_null_lists(kind: pa.DataType) -> bool:
+def _holds_lists(kind: pa.DataType) -> bool:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        child = kind.value_type
-        return pa.types.is_null(child) or _holds_null_lists(child)
+        return True
     if pa.types.is_struct(kind):
-        return any(_holds_null_lists(kind.field(i).type) for i in range(kind.num_fields))
+        return any(_holds_lists(kind.field(i).type) for i in range(kind.num_fields))
     return False
 
 
